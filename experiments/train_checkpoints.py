@@ -122,8 +122,7 @@ def cmd_export(args) -> None:
     torch.set_num_threads(args.threads)
     OUT_DIR.mkdir(exist_ok=True)
     manifest_path = OUT_DIR / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
-    entries = {m["file"]: m for m in manifest["models"]}
+    exported: dict[str, dict] = {}
     for name in args.only or list(RUNS):
         source = RUNS_DIR / f"{name}.best.pt"
         if not source.exists():
@@ -167,7 +166,7 @@ def cmd_export(args) -> None:
         payload["generator_state"] = None
         out = OUT_DIR / f"{name}.pt"
         ckpt.save_payload(payload, out)
-        entries[out.name] = {
+        exported[out.name] = {
             "file": out.name,
             "name": name,
             "description": description,
@@ -185,9 +184,18 @@ def cmd_export(args) -> None:
         }
         print(f"{name}: -ELBO {metrics['neg_elbo']:.2f}  -log p(x) {metrics.get('nll_is', float('nan')):.2f} "
               f"({metrics['eval_seconds']}s)", flush=True)
+        _update_manifest(manifest_path, exported[out.name])
+
+
+def _update_manifest(manifest_path: Path, entry: dict) -> None:
+    """Add or replace one model's entry, re-reading the file so parallel exports of other runs are kept."""
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
+    entries = {m["file"]: m for m in manifest["models"]} | {entry["file"]: entry}
     manifest["models"] = sorted(entries.values(), key=lambda m: list(RUNS).index(m["name"]) if m["name"] in RUNS
                                 else 99)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(manifest_path)
 
 
 def main() -> None:

@@ -32,3 +32,16 @@ def test_figure1_script_writes_histories_for_each_m(tmp_path):
                                                                        ("dvae", 2)]
     assert all(len(r["history"]["epoch"]) == 2 for r in data["runs"])
     assert (tmp_path / "figure1.html").is_file() and (tmp_path / "figure1.csv").is_file()
+
+
+def test_checkpoint_export_updates_one_manifest_entry_and_keeps_the_others(tmp_path):
+    from experiments.train_checkpoints import _update_manifest
+
+    path = tmp_path / "manifest.json"
+    _update_manifest(path, {"file": "mnist-dvae-sp05.pt", "name": "mnist-dvae-sp05", "test_nll_is": 94.0})
+    _update_manifest(path, {"file": "mnist-vae.pt", "name": "mnist-vae", "test_nll_is": 92.7})
+    _update_manifest(path, {"file": "mnist-dvae-sp05.pt", "name": "mnist-dvae-sp05", "test_nll_is": 93.5})
+    models = json.loads(path.read_text())["models"]
+    # in the order the runs are declared, the replaced entry updated, nothing else lost
+    assert [(m["name"], m["test_nll_is"]) for m in models] == [("mnist-vae", 92.7), ("mnist-dvae-sp05", 93.5)]
+    assert not list(tmp_path.glob("*.tmp"))
