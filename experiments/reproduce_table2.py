@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvae_engine.data import load_dataset  # noqa: E402
 from dvae_engine.training import TrainConfig  # noqa: E402
-from experiments.harness import Cell, machine_description, run_grid, write_tables  # noqa: E402
+from experiments.harness import Cell, machine_description, run_table  # noqa: E402
 
 ROWS = (("DVAE K=1", "dvae", 1), ("DVAE K=5", "dvae", 5), ("DIWAE K=5", "diwae", 5))
 
@@ -34,6 +34,10 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                        help="batch compatible cells with vmap (default: on a GPU only; on a CPU one by one is faster)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore results of an interrupted earlier run with the same budget (default: resume)")
     args = parser.parse_args(argv)
 
     dataset = load_dataset("frey")
@@ -45,11 +49,10 @@ def main(argv=None) -> None:
                                      num_samples=k, encoder_layers=layers, latent_dim=args.latent_dim,
                                      epochs=args.epochs, lr=args.lr, device=args.device)
                 cells.append(Cell(f"{label}, {layers} layer{'s' if layers > 1 else ''}, σ={level:g}", config))
-    seconds = run_grid(cells, dataset, args.seeds, 0, args.importance_samples)
     meta = {"epochs": args.epochs, "seeds": args.seeds, "dataset": "frey", "train_examples": len(dataset.train),
             "eval_examples": len(dataset.test), "importance_samples": args.importance_samples,
-            "machine": machine_description(args.device), "seconds": seconds}
-    _, md = write_tables(cells, args.out, "table2", meta)
+            "machine": machine_description(args.device), "device": args.device}
+    md = run_table(cells, dataset, meta, args.out, "table2", sweep=args.sweep, fresh=args.fresh)
     print(md.read_text())
 
 

@@ -45,3 +45,20 @@ def test_checkpoint_export_updates_one_manifest_entry_and_keeps_the_others(tmp_p
     # in the order the runs are declared, the replaced entry updated, nothing else lost
     assert [(m["name"], m["test_nll_is"]) for m in models] == [("mnist-vae", 92.7), ("mnist-dvae-sp05", 93.5)]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_interrupted_table_resumes_with_the_cells_it_has(tmp_path, capsys):
+    common = ["--dataset", "digits", "--epochs", "1", "--layers", "1", "--eval-examples", "20",
+              "--importance-samples", "20", "--max-valid-examples", "50", "--device", "cpu", "--out", str(tmp_path)]
+    reproduce_table1.main([*common, "--noise-levels", "0", "--sweep"])
+    first = {r["label"]: r for r in csv.DictReader((tmp_path / "table1.csv").open())}
+    capsys.readouterr()
+    reproduce_table1.main([*common, "--noise-levels", "0", "0.1"])  # one by one this time
+    assert "training 3 models (3 done before)" in capsys.readouterr().out
+    second = {r["label"]: r for r in csv.DictReader((tmp_path / "table1.csv").open())}
+    assert len(second) == 6
+    for label, row in first.items():  # the cells of the first call were kept, not retrained
+        assert second[label]["nll_is"] == row["nll_is"]
+    # a different budget is not mixed in: everything is trained again
+    reproduce_table1.main([*common[:3], "2", *common[4:], "--noise-levels", "0"])
+    assert "training 3 models\n" in capsys.readouterr().out
