@@ -49,6 +49,58 @@ def iwae_per_example(
 
 
 @torch.no_grad()
+def mixture_is_per_example(
+    model: VAE,
+    x: torch.Tensor,
+    num_samples: int,
+    noise: str,
+    noise_level: float,
+    num_components: int = 16,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 500,
+    mean_image: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(x) by importance sampling from a defensive mixture proposal: ``(batch,)``.
+
+    r(z|x) = (1/(C+1)) [q(z|x) + Σ_c q(z|x̃_c)], x̃_c ~ p(x̃|x), C = ``num_components``:
+    the clean encoder plus the mixture posterior q̃(z|x) of Proposition 1. An encoder
+    trained only on corrupted inputs can place q(z|x) of a clean x away from the
+    posterior, and then plain importance sampling from q(z|x) is far too low even with
+    k = 5000; its own corrupted-input components cover that mass. Each component gets
+    the same number of samples and every weight uses the full mixture density
+    (deterministic-mixture importance sampling), so (1/k) Σ p(x, z)/r(z) is unbiased for
+    p(x) whatever the x̃_c, and its log is, like the plain estimate, a stochastic lower
+    bound. ``num_samples`` is rounded up to a multiple of C+1.
+    """
+    if num_components < 1:
+        raise ValueError(f"num_components must be >= 1, not {num_components}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, not {num_samples}")
+    from .corruption import corrupt
+
+    x_noisy = corrupt(x, noise, noise_level, num_components, generator, mean_image)  # (C, batch, D)
+    z_loc, z_log_var = model.encode(torch.cat([x.unsqueeze(0), x_noisy]))  # (C+1, batch, latent)
+    num_mix = num_components + 1
+    z_std, z_var = torch.exp(0.5 * z_log_var), torch.exp(z_log_var)
+    log_norm = -0.5 * (math.log(2 * math.pi) + z_log_var).sum(-1)  # (C+1, batch)
+    per_component = -(-num_samples // num_mix)
+    rounds = max(1, chunk_size // num_mix)
+    total = torch.full((x.shape[0],), -math.inf, device=x.device)
+    done = 0
+    while done < per_component:
+        n = min(rounds, per_component - done)
+        eps = torch.randn((n, *z_loc.shape), generator=generator, device=x.device)  # (n, C+1, batch, latent)
+        z = (z_loc + z_std * eps).reshape(n * num_mix, *z_loc.shape[1:])  # (S, batch, latent)
+        # log r(z): every sample against every component, (S, C+1, batch) before the log-sum-exp
+        sq = ((z.unsqueeze(1) - z_loc) ** 2 / z_var).sum(-1)
+        log_r = torch.logsumexp(log_norm - 0.5 * sq, dim=1) - math.log(num_mix)  # (S, batch)
+        log_w = model.log_likelihood(x, z) + model.log_prior(z) - log_r  # (S, batch)
+        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        done += n
+    return total - math.log(per_component * num_mix)
+
+
+@torch.no_grad()
 def elbo_per_example(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Clean ELBO, one z sample and the exact KL: ``(batch,)``."""
     return objective_per_example(model, x, "vae", generator=generator, analytic_kl=True)

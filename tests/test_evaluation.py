@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dvae_engine.analysis import true_posterior_grid
 from dvae_engine.checkpoint import load_checkpoint
-from dvae_engine.evaluation import evaluate, iwae_per_example, summarize, training_objective_kwargs
+from dvae_engine.evaluation import (
+    evaluate,
+    iwae_per_example,
+    mixture_is_per_example,
+    summarize,
+    training_objective_kwargs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +66,28 @@ def test_progress_callback_reports_every_stage(model_and_data):
 def test_summarize_gives_mean_and_standard_error():
     s = summarize(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert s["mean"] == 2.5 and s["stderr"] == pytest.approx(torch.tensor([1.0, 2, 3, 4]).std().item() / 2)
+
+
+def test_mixture_proposal_estimate_converges_to_the_exact_log_px(model_and_data):
+    loaded, digits = model_and_data
+    x = digits.test[:4]
+    exact = torch.tensor([true_posterior_grid(loaded.model, xi, grid_size=241).log_evidence for xi in x])
+    g = torch.Generator().manual_seed(0)
+    mixture = mixture_is_per_example(loaded.model, x, 20_000, "salt-pepper", 0.2, num_components=9, generator=g)
+    plain = iwae_per_example(loaded.model, x, 20_000, g)
+    # both are consistent estimators of the same log p(x), reached from below
+    torch.testing.assert_close(mixture.double(), exact.double(), atol=0.05, rtol=0)
+    torch.testing.assert_close(plain.double(), exact.double(), atol=0.05, rtol=0)
+    # with few samples the unbiased p(x) estimate gives a log-estimate below log p(x) on average
+    few = torch.stack([mixture_is_per_example(loaded.model, x, 10, "salt-pepper", 0.2, num_components=4,
+                                              generator=g) for _ in range(200)])
+    assert (few.mean(0) < exact + 0.01).all()
+    assert few.exp().mean(0).log().sub(exact).abs().max() < 0.1
+
+
+def test_mixture_proposal_rejects_bad_settings(model_and_data):
+    loaded, digits = model_and_data
+    with pytest.raises(ValueError, match="num_components"):
+        mixture_is_per_example(loaded.model, digits.test[:2], 100, "salt-pepper", 0.1, num_components=0)
+    with pytest.raises(ValueError, match="level"):
+        mixture_is_per_example(loaded.model, digits.test[:2], 100, "salt-pepper", 1.5)
