@@ -81,8 +81,7 @@ def mixture_is_per_example(
     x_noisy = corrupt(x, noise, noise_level, num_components, generator, mean_image)  # (C, batch, D)
     z_loc, z_log_var = model.encode(torch.cat([x.unsqueeze(0), x_noisy]))  # (C+1, batch, latent)
     num_mix = num_components + 1
-    z_std, z_var = torch.exp(0.5 * z_log_var), torch.exp(z_log_var)
-    log_norm = -0.5 * (math.log(2 * math.pi) + z_log_var).sum(-1)  # (C+1, batch)
+    z_std = torch.exp(0.5 * z_log_var)
     per_component = -(-num_samples // num_mix)
     rounds = max(1, chunk_size // num_mix)
     total = torch.full((x.shape[0],), -math.inf, device=x.device)
@@ -92,8 +91,8 @@ def mixture_is_per_example(
         eps = torch.randn((n, *z_loc.shape), generator=generator, device=x.device)  # (n, C+1, batch, latent)
         z = (z_loc + z_std * eps).reshape(n * num_mix, *z_loc.shape[1:])  # (S, batch, latent)
         # log r(z): every sample against every component, (S, C+1, batch) before the log-sum-exp
-        sq = ((z.unsqueeze(1) - z_loc) ** 2 / z_var).sum(-1)
-        log_r = torch.logsumexp(log_norm - 0.5 * sq, dim=1) - math.log(num_mix)  # (S, batch)
+        log_q = model.log_posterior(z.unsqueeze(1), z_loc, z_log_var)
+        log_r = torch.logsumexp(log_q, dim=1) - math.log(num_mix)  # (S, batch)
         log_w = model.log_likelihood(x, z) + model.log_prior(z) - log_r  # (S, batch)
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         done += n

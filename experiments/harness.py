@@ -81,11 +81,11 @@ def run_grid(
             continue
         log(f"seed {seed}: training {len(pending)} models" + (f" ({len(cells) - len(pending)} done before)"
                                                              if len(pending) < len(cells) else ""))
-        configs = [cells[i].config.replace(seed=seed) for i in pending]
-        batches = ([[pending[j] for j in g.indices] for g in plan_groups(configs)] if sweep
+        configs = {i: cells[i].config.replace(seed=seed) for i in pending}
+        batches = ([[pending[j] for j in g.indices] for g in plan_groups(list(configs.values()))] if sweep
                    else [[i] for i in pending])
         for batch in batches:
-            batch_configs = [cells[i].config.replace(seed=seed) for i in batch]
+            batch_configs = [configs[i] for i in batch]
 
             def report(j: int, r, batch=batch) -> None:
                 if r.epoch == r.epochs or r.epoch % 10 == 0:
