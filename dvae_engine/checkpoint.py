@@ -9,6 +9,9 @@ Layout (a dict saved with ``torch.save``)::
     model_state       state_dict of the model (tensors)
     optimizer_state   Adam state_dict, or None in slimmed, shipped files
     generator_state   uint8 tensor: the training RNG, for exact resumption
+    generator_device  "cpu" or "cuda": the device type that RNG state belongs to
+    position          None, or where a run stopped inside an epoch (epoch, batch, that epoch's
+                      starting RNG state, objective summed so far, seconds so far)
     history           {"epoch": [...], "train_objective": [...], ...} plain lists
     metrics           {"neg_elbo": ..., "nll_is": ..., ...} plain numbers
     status, message   how the run ended
@@ -82,6 +85,8 @@ def make_payload(
         "optimizer_state": (_to_cpu(result.optimizer.state_dict())
                             if include_optimizer and result.optimizer is not None else None),
         "generator_state": None if result.generator_state is None else result.generator_state.cpu(),
+        "generator_device": result.generator_device,
+        "position": None if result.position is None else _to_cpu(dict(result.position)),
         "history": {k: list(v) for k, v in result.history.items()},
         "metrics": dict(metrics or {}),
         "status": result.status,
@@ -234,4 +239,5 @@ def slim(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     payload = load_payload(path)
     payload["optimizer_state"] = None
     payload["generator_state"] = None
+    payload["position"] = None
     return save_payload(payload, out or path)

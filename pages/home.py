@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from dvae_engine.data import DATASET_INFO, DATASETS
+from dvae_engine.data import DATASET_INFO, DATASET_LIKELIHOOD, DATASETS
 from dvae_engine.training import resolve_device
 from ui import cache
 from ui import training_view as view
@@ -77,7 +77,7 @@ else:
             config = info["config"]
             st.markdown(entry.get("description") or config.describe())
             st.caption(f"{config.describe()} · {len(info['history'].get('epoch', []))} epochs")
-            st.markdown(view.headline(info["metrics"]))
+            st.markdown(view.headline(info["metrics"], DATASET_LIKELIHOOD[config.dataset]))
             links = st.columns(2)
             links[0].page_link("pages/posterior.py", label="Posterior", icon=":material/scatter_plot:",
                                query_params={"model": path.stem})

@@ -79,7 +79,7 @@ def test_stop_ends_the_run_within_an_epoch_and_still_saves(tmp_path, digits):
     assert job.status == "stopped"
     # 1197 one-example batches per epoch, reports every 20: it stopped inside the first epoch
     assert job.epoch == 0 and job.batch < job.batches_per_epoch == 1197
-    assert "stopped during epoch 1" in job.message
+    assert "stopped in epoch 1" in job.message
     saved = ckpt.load_checkpoint(job.checkpoint_path)
     assert saved.payload["status"] == "stopped"
     assert saved.history["epoch"] == []

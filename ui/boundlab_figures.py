@@ -158,10 +158,11 @@ def counterexample_figure(sweep: dict, a_now: float) -> go.Figure:
 def objective_scatter(result: dict, objective_label: str) -> go.Figure:
     """Per-example objective (y) against log p(x) (x), the diagonal y = x drawn.
 
-    log p(x) is the exact (quadrature) value when the result has it (2-D latents), else importance-sampled.
+    log p(x) is the exact (quadrature) value when the result has it (2-D latents), else importance-sampled
+    from the defensive mixture proposal.
     """
-    exact = "log_px_exact" in result
-    x = (result["log_px_exact"] if exact else result["log_px_is"]).numpy()
+    exact = result["log_px_method"] == "exact"
+    x = result["log_px"].numpy()
     y = result["objective"].numpy()
     err = result["num_sigmas"] * result["objective_stderr"].numpy()
     above = (y - x) > err
@@ -178,5 +179,5 @@ def objective_scatter(result: dict, objective_label: str) -> go.Figure:
                              line=dict(color=BLACK, dash="dash")))
     return _layout(fig, "Training objective vs log p(x), per clean test example",
                    (f"log p(x), exact by quadrature on a grid ({NATS})" if exact else
-                    f"log p(x), importance-sampled with k = {result['importance_samples']} ({NATS})"),
+                    f"log p(x), importance-sampled (mixture proposal, k = {result['importance_samples']}) ({NATS})"),
                    f"{objective_label}, mean of {result['repeats']} draws ({NATS})", height=520)

@@ -26,6 +26,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from dvae_engine.cli import format_eta
+from dvae_engine.evaluation import headline_nll
 from dvae_engine.jobs import JobSnapshot
 from dvae_engine.training import TrainConfig
 from ui.figures import PALETTE, html_download
@@ -37,14 +38,16 @@ OBJECTIVE_LABELS = {
     "iwae": "IWAE",
     "dvae": "DVAE",
     "diwae": "DIWAE",
-    "augment": "Data augmentation (baseline)",
+    "noisy-vae": "Noisy-data VAE (reconstructs x̃)",
+    "augment-vae": "Data augmentation, VAE (paper Sec. 4)",
+    "augment-iwae": "Data augmentation, IWAE (paper Sec. 4)",
 }
 TRAIN_OBJECTIVE_NAMES = {
     "vae": "VAE ELBO",
     "iwae": "IWAE bound",
     "dvae": "DVAE objective (Eq. 11, corrupted x̃)",
     "diwae": "DIWAE objective (Eq. 12, corrupted x̃)",
-    "augment": "augmentation ELBO (scores x̃)",
+    "noisy-vae": "ELBO of the corrupted x̃",
 }
 STATUS_LABELS = {
     "queued": ":gray[queued]",
@@ -99,9 +102,16 @@ def metric_label(key: str, metrics: dict) -> str | None:
     split = metrics.get("split", "test")
     if key == "neg_elbo":
         return f"−ELBO on clean {split} data (k = 1, exact KL)"
-    if key == "nll_is":
+    if key == "nll_exact":
+        return f"−log p(x), exact (quadrature over the 2-D latent plane) on clean {split} data"
+    if key == "nll_mix":
         k = metrics.get("importance_samples")
-        return f"−log p(x), importance-sampled estimate (k = {k}) on clean {split} data"
+        noise = metrics.get("mixture_noise")
+        return (f"−log p(x), importance-sampled (k = {k}), defensive mixture proposal "
+                f"(½ q(z|x) + ½ q(z|x̃), {noise} {metrics.get('mixture_level', 0):g}) on clean {split} data")
+    if key == "nll_is":
+        k = metrics.get("plain_samples") or metrics.get("importance_samples")
+        return f"−log p(x), importance-sampled (k = {k}), plain proposal q(z|x) on clean {split} data"
     if key == "neg_train_objective":
         return f"−training objective (own noise, M and K) on clean {split} data"
     if key.startswith("neg_iwae_") and not key.endswith("_stderr"):
@@ -111,29 +121,51 @@ def metric_label(key: str, metrics: dict) -> str | None:
     return None
 
 
+METRIC_ORDER = ("nll_exact", "nll_mix", "nll_is", "neg_elbo")
+
+
 def metric_rows(metrics: dict) -> list[dict]:
-    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for ``st.dataframe``."""
+    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for ``st.dataframe``.
+
+    The number models are compared by comes first (exact, else the mixture estimate), then the plain estimate.
+    """
     rows = []
-    for key, value in metrics.items():
+    keys = [k for k in METRIC_ORDER if k in metrics] + [k for k in metrics if k not in METRIC_ORDER]
+    for key in keys:
+        value = metrics[key]
         label = metric_label(key, metrics)
-        if label is None or not isinstance(value, (int, float)):
+        if label is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         stderr = metrics.get(f"{key}_stderr")
         rows.append({
             "what": label,
             f"value ({NATS})": round(float(value), 2),
             "± std. error": None if stderr is None else round(float(stderr), 2),
-            "examples": metrics.get("num_examples"),
+            "examples": metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
+            else metrics.get("num_examples"),
         })
     return rows
 
 
-def headline(metrics: dict) -> str:
-    """The one number to show on a card, labelled, or a note that the run was not evaluated."""
-    if "nll_is" in metrics:
-        return (f"−log p(x) ≈ **{metrics['nll_is']:.2f}** {NATS} "
-                f"(importance-sampled, k = {metrics.get('importance_samples')}, clean test)")
+def headline(metrics: dict, likelihood: str = "bernoulli") -> str:
+    """The one number to show on a card, labelled, or a note that the run was not evaluated.
+
+    For real-valued data (a Gaussian decoder) log p(x) is a log-density, usually positive: the card then
+    shows log p(x) itself and says so, rather than a negative "−log p(x)".
+    """
+    best = headline_nll(metrics)
+    if best is not None:
+        key, value = best
+        how = {"nll_exact": "exact, by quadrature",
+               "nll_mix": f"importance-sampled, mixture proposal, k = {metrics.get('importance_samples')}",
+               "nll_is": f"importance-sampled from q(z|x) alone, k = {metrics.get('importance_samples')}"}[key]
+        if likelihood == "gaussian":
+            return (f"log p(x) ≈ **{-value:+.2f}** {NATS} ({how}, clean test) — a log-*density* of real-valued "
+                    "pixels: it can be positive, and higher is better")
+        return f"−log p(x) ≈ **{value:.2f}** {NATS} ({how}, clean test; lower is better)"
     if "neg_elbo" in metrics:
+        if likelihood == "gaussian":
+            return f"ELBO = **{-metrics['neg_elbo']:+.2f}** {NATS} (clean test; a log-density bound, higher is better)"
         return f"−ELBO = **{metrics['neg_elbo']:.2f}** {NATS} (clean test)"
     return "not evaluated on test data"
 

@@ -51,7 +51,9 @@ def test_lists_shipped_and_user_runs_with_labelled_metrics(user, tiny_checkpoint
     assert at.header[0].value == "4 checkpoint(s)"
     what = [w for table in at.dataframe for w in table.value["what"]]
     assert "−ELBO on clean test data (k = 1, exact KL)" in what
-    assert any(w.startswith("−log p(x), importance-sampled estimate (k = 100)") for w in what)
+    # the number models are compared by comes first, the plain estimate is a labelled second row
+    assert any(w.startswith("−log p(x), importance-sampled (k = 100), defensive mixture") for w in what)
+    assert any(w.startswith("−log p(x), importance-sampled (k = 100), plain proposal q(z|x)") for w in what)
     assert len(at.get("download_button")) == 4
     # shipped files cannot be renamed or deleted: only the user's run has those buttons
     assert sorted(b.key for b in at.button) == ["delete-mine", "do-rename-mine"]

@@ -132,7 +132,7 @@ def test_stop_ends_a_run_and_it_is_still_saved(env):
     run_until(at, lambda a: any("batch" in p.proto.text for p in a.get("progress")), "the first batches")
     stop = next(b for b in at.button if b.key.startswith("stop-"))
     stop.click().run()
-    run_until(at, lambda a: "Stopped during epoch" in texts(a.info), "the run to stop")
+    run_until(at, lambda a: "Stopped in epoch" in texts(a.info), "the run to stop")
     saved = list(env.glob("*.pt"))
     assert len(saved) == 1 and f"saved as `{saved[0].name}`" in texts(at.info)
 
