@@ -83,13 +83,13 @@ def table3(*, dataset: str = "mnist", noise_levels: Sequence[float] = MNIST_LEVE
 
 
 def figure1(*, dataset: str = "mnist", num_corruptions: Sequence[int] = (1, 5, 10), noise_level: float = 0.10,
-            encoder_layers: int = 2, **common) -> list[Cell]:
+            encoder_layers: int = 2, num_samples: int = 1, **common) -> list[Cell]:
     """Figure 1: DVAE and DIWAE (K = 1) with M = 1, 5, 10 corrupted copies; the paper's converged values."""
     cells = []
     for name, objective in (("DVAE", "dvae"), ("DIWAE", "diwae")):
         for m in num_corruptions:
             config = TrainConfig(dataset=dataset, binarization="static", objective=objective, noise="salt-pepper",
-                                 noise_level=noise_level, num_corruptions=m, num_samples=1,
+                                 noise_level=noise_level, num_corruptions=m, num_samples=num_samples,
                                  encoder_layers=encoder_layers, **common)
             paper = FIGURE1.get((name, m)) if dataset == "mnist" else None
             cells.append(Cell(f"{name} M={m}", config, None if paper is None else (paper, 0.0),

@@ -11,7 +11,7 @@ from experiments import reproduce_figure1, reproduce_table1
 def test_table1_script_writes_csv_markdown_and_json(tmp_path):
     reproduce_table1.main(["--dataset", "digits", "--epochs", "1", "--layers", "1", "--noise-levels", "0", "0.1",
                            "--eval-examples", "30", "--importance-samples", "50", "--max-valid-examples", "100",
-                           "--device", "cpu", "--out", str(tmp_path)])
+                           "--device", "cpu", "--out", str(tmp_path), "--no-ray"])
     rows = list(csv.DictReader((tmp_path / "table1.csv").open()))
     assert len(rows) == 6  # DVAE K=1, DVAE K=5, DIWAE K=5 at two noise levels
     assert {r["label"] for r in rows} >= {"DVAE K=1, 1 layer, 0%", "DIWAE K=5, 1 layer, 10%"}
@@ -21,13 +21,14 @@ def test_table1_script_writes_csv_markdown_and_json(tmp_path):
         assert float(r["nll_plain"]) < float(r["neg_test_bound"]) + 1.0
         assert 0 <= int(r["num_above"]) <= 30
     table = (tmp_path / "table1.md").read_text()
-    assert "−log p(x), mixture IS k=50" in table and "plain IS" in table and "Budget: 1 epochs on 1197 training examples" in table
+    assert "−log p(x), mixture IS k=50" in table and "plain IS" in table
+    assert "Budget: 1 epochs on 1197 training examples" in table
     assert json.loads((tmp_path / "table1.json").read_text())["meta"]["epochs"] == 1
 
 
 def test_figure1_script_writes_histories_for_each_m(tmp_path):
     reproduce_figure1.main(["--dataset", "digits", "--epochs", "2", "--num-corruptions", "1", "2",
-                            "--device", "cpu", "--out", str(tmp_path)])
+                            "--device", "cpu", "--out", str(tmp_path), "--no-ray"])
     data = json.loads((tmp_path / "figure1.json").read_text())
     assert sorted((r["objective"], r["M"]) for r in data["runs"]) == [("diwae", 1), ("diwae", 2), ("dvae", 1),
                                                                        ("dvae", 2)]
@@ -50,7 +51,8 @@ def test_checkpoint_export_updates_one_manifest_entry_and_keeps_the_others(tmp_p
 
 def test_an_interrupted_table_resumes_with_the_cells_it_has(tmp_path, capsys):
     common = ["--dataset", "digits", "--epochs", "1", "--layers", "1", "--eval-examples", "20",
-              "--importance-samples", "20", "--max-valid-examples", "50", "--device", "cpu", "--out", str(tmp_path)]
+              "--importance-samples", "20", "--max-valid-examples", "50", "--device", "cpu", "--out", str(tmp_path),
+              "--no-ray"]
     reproduce_table1.main([*common, "--noise-levels", "0", "--sweep"])
     first = {r["label"]: r for r in csv.DictReader((tmp_path / "table1.csv").open())}
     capsys.readouterr()
