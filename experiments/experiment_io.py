@@ -113,20 +113,6 @@ def list_experiments(root: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: (p / EXPERIMENT_FILE).stat().st_mtime, reverse=True)
 
 
-def signature(path: str | os.PathLike) -> tuple:
-    """What changes when the experiment moves on: size and time of its result and status files (a cache key)."""
-    path = Path(path)
-    parts = []
-    for file in [path / EXPERIMENT_FILE, path / STATUS_FILE, *sorted(path.glob(f"*/{RESULT_FILE}")),
-                 *sorted(path.glob("*/result.json"))]:
-        try:
-            stat = file.stat()
-            parts.append((file.name if file.parent == path else file.parent.name, stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            continue
-    return tuple(parts)
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -183,8 +169,62 @@ def _status(has_final: bool, tune_status: str | None, driver_alive: bool) -> str
     return "stopped"
 
 
-def read_experiment(path: str | os.PathLike) -> ExperimentView:
-    """Read an experiment folder (finished, partial or running); raises :class:`ExperimentError` if it is none."""
+@dataclass
+class TrialRecord:
+    """What one trial folder says (independent of the driver's state): its runs as (cell, seed, history, final)."""
+
+    folder: str
+    trial_id: str
+    runs: list[tuple[str, int, dict, dict | None]]
+    restarts: int
+    seconds: float
+
+
+def trial_key(trial_dir: Path) -> tuple:
+    """Size and time of a trial folder's files: equal keys, equal :func:`read_trial` (a cache key)."""
+    key = []
+    for name in (PARAMS_FILE, RESULT_FILE, "params.json", "result.json"):
+        try:
+            stat = (trial_dir / name).stat()
+            key.append((name, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            key.append((name, None, None))
+    return tuple(key)
+
+
+def read_trial(trial_dir: Path) -> TrialRecord | None:
+    """Read one trial folder; None when it is no trial (yet)."""
+    params_file = next((trial_dir / n for n in (PARAMS_FILE, "params.json") if (trial_dir / n).is_file()), None)
+    if params_file is None:
+        return None
+    try:
+        params = json.loads(params_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # being written
+    params = params.get("trial", params)
+    live = trial_dir / RESULT_FILE
+    rows = _result_rows(live if live.is_file() else trial_dir / "result.json")
+    trial_id = rows[-1].get("trial_id", "") if rows else params.get("trial_id", "")
+    final = next((r for r in reversed(rows) if r.get("final")), None)
+    runs = []
+    if params.get("kind") == "group":
+        for j, member in enumerate(params["members"]):
+            member_rows = [{**row["members"][str(j)], "epoch": row["epoch"]} for row in rows
+                           if isinstance(row.get("members"), dict) and str(j) in row["members"]]
+            result = final["runs"][j] if final and j < len(final.get("runs", [])) else None
+            runs.append((member["cell"], int(member["seed"]), _history(member_rows), result))
+    elif "cell" in params:
+        runs.append((params["cell"], int(params["seed"]), _history(rows), final.get("run") if final else None))
+    if not runs:
+        return None
+    return TrialRecord(trial_dir.name, trial_id, runs, _restarts(rows), _trial_seconds(rows))
+
+
+def read_experiment(path: str | os.PathLike, read_trial=read_trial) -> ExperimentView:
+    """Read an experiment folder (finished, partial or running); raises :class:`ExperimentError` if it is none.
+
+    ``read_trial`` reads one trial folder (the app passes a cached :func:`read_trial`).
+    """
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ExperimentError(f"{path} is not a folder")
@@ -203,34 +243,14 @@ def read_experiment(path: str | os.PathLike) -> ExperimentView:
 
     runs: dict[tuple[str, int], RunView] = {}
     for trial_dir in sorted(p for p in path.iterdir() if p.is_dir()):
-        params_file = next((trial_dir / n for n in (PARAMS_FILE, "params.json") if (trial_dir / n).is_file()), None)
-        if params_file is None:
+        record = read_trial(trial_dir)
+        if record is None:
             continue
-        try:
-            params = json.loads(params_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # being written
-        params = params.get("trial", params)
-        live = trial_dir / RESULT_FILE
-        rows = _result_rows(live if live.is_file() else trial_dir / "result.json")
-        trial_id = rows[-1].get("trial_id", "") if rows else params.get("trial_id", "")
-        t_status = tune_status.get(trial_id) or tune_status.get(trial_dir.name)
-        final = next((r for r in reversed(rows) if r.get("final")), None)
-        if params.get("kind") == "group":
-            members = params["members"]
-            for j, member in enumerate(members):
-                member_rows = [{**row["members"][str(j)], "epoch": row["epoch"]} for row in rows
-                               if isinstance(row.get("members"), dict) and str(j) in row["members"]]
-                result = final["runs"][j] if final and j < len(final.get("runs", [])) else None
-                runs[(member["cell"], int(member["seed"]))] = RunView(
-                    member["cell"], int(member["seed"]), _status(result is not None, t_status, alive),
-                    _history(member_rows), result, trial_id, trial_dir.name, _restarts(rows),
-                    _trial_seconds(rows) / len(members))
-        else:
-            result = final.get("run") if final else None
-            runs[(params["cell"], int(params["seed"]))] = RunView(
-                params["cell"], int(params["seed"]), _status(result is not None, t_status, alive), _history(rows),
-                result, trial_id, trial_dir.name, _restarts(rows), _trial_seconds(rows))
+        t_status = tune_status.get(record.trial_id) or tune_status.get(record.folder)
+        for cell, seed, history, final in record.runs:
+            runs[(cell, seed)] = RunView(cell, seed, _status(final is not None, t_status, alive), history, final,
+                                         record.trial_id, record.folder, record.restarts,
+                                         record.seconds / len(record.runs))
     labels = [c["label"] for c in spec["cells"]]
     ordered = sorted(runs.values(), key=lambda r: (labels.index(r.cell) if r.cell in labels else len(labels), r.seed))
     return ExperimentView(path, spec.get("name", path.name), spec.get("grid", ""), spec.get("meta", {}),

@@ -60,6 +60,8 @@ from experiments.experiment_io import (  # noqa: E402
 
 DEFAULT_STORAGE = ROOT / "experiments" / "ray_results"
 GPUS_PER_TRIAL = 0.125  # a one-stochastic-layer MLP uses a sliver of a GPU: 8 trials share one by default
+LIVE_DROPPED = ("config", "date", "hostname", "node_ip", "checkpoint_dir_name", "should_checkpoint", "done",
+                "time_since_restore", "time_this_iter_s")  # Tune's bookkeeping the live files need not repeat
 IDENTITY_KEYS = ("epochs", "dataset", "train_examples", "eval_examples", "importance_samples", "repeats")
 # what a cluster's workers do not need from this folder (runtime_env working_dir)
 SHIP_EXCLUDES = [".git", "checkpoints", "runs", "tests", "docs", "bench", "experiments/ray_results",
@@ -346,7 +348,7 @@ def _status_callback_class(tune):
             self._now(iteration, trials, trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            row = {k: v for k, v in result.items() if k not in ("config",)}
+            row = {k: v for k, v in result.items() if k not in LIVE_DROPPED}
             with (Path(self.folder) / trial_dirname(trial) / RESULT_FILE).open("a") as f:
                 f.write(json.dumps(row, default=str) + "\n")
 

@@ -272,3 +272,41 @@ def diagram_example(dataset_name: str, checkpoint_path: str | None, noise: str, 
             z_loc, _ = model.encode(x_noisy[:1])
             x_out = model.decode(z_loc)[0].reshape(shape).numpy()
     return (x_clean[0].reshape(shape).numpy(), [x.reshape(shape).numpy() for x in x_noisy], x_out)
+
+
+# --- Ray Tune experiment folders (the Experiments page) ------------------------------------------------------
+# Read as plain JSON (experiments/experiment_io.py): the app never imports Ray. A trial folder is parsed once per
+# version of its files; the experiment's status file is read afresh every time (it is tiny).
+
+
+def experiments_root() -> Path:
+    """Where experiments are listed from: ``$DVAE_EXPERIMENTS_DIR``, else ``experiments/ray_results/``."""
+    return Path(os.environ.get("DVAE_EXPERIMENTS_DIR") or ROOT / "experiments" / "ray_results")
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def experiment_folders(root: str) -> list[str]:
+    """The experiment folders under ``root``, newest first."""
+    from experiments.experiment_io import list_experiments
+
+    return [str(p) for p in list_experiments(root)]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4096)
+def _trial(folder: str, key: tuple):
+    from experiments.experiment_io import read_trial
+
+    return read_trial(Path(folder))
+
+
+def _cached_trial(trial_dir: Path):
+    from experiments.experiment_io import trial_key
+
+    return _trial(str(trial_dir), trial_key(trial_dir))
+
+
+def experiment(folder: str | Path):
+    """The experiment at ``folder`` as it is now (raises ExperimentError when it is none); trials cached per version."""
+    from experiments.experiment_io import read_experiment
+
+    return read_experiment(folder, read_trial=_cached_trial)
