@@ -459,7 +459,7 @@ def run_experiment(
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=verbose,
                     failure_config=tune.FailureConfig(max_failures=max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), status_file(str(folder))],
                 ),
             )

@@ -51,7 +51,8 @@ def streamlit_server(shipped: Path, user: Path, log_path: Path):
     """``streamlit run app.py`` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
     port = free_port()
     env = {**os.environ, "DVAE_CHECKPOINT_DIR": str(shipped), "DVAE_USER_CHECKPOINT_DIR": str(user),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+           "DVAE_EXPERIMENTS_DIR": str(ROOT / "tests" / "data" / "experiments")}  # a recorded Ray Tune experiment
     with log_path.open("w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

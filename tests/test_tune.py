@@ -140,3 +140,25 @@ def test_an_interrupted_experiment_resumes_without_retraining_finished_trials(tm
     cells = table1(dataset="digits", layers=(1,), noise_levels=(0.1,), epochs=40, hidden_units=16, latent_dim=4,
                    device="cpu", max_valid_examples=100)
     assert table_rows(tmp_path / "tables" / "cut.csv") == table_without_ray(tmp_path, cells, [0], "cut-reference")[0]
+
+
+def test_without_ray_the_engine_the_app_and_the_no_ray_path_work_and_the_ray_path_says_how_to_install(tmp_path):
+    code = f"""
+import sys
+sys.modules["ray"] = None  # as if Ray were not installed
+import dvae_engine, dvae_engine.cli, dvae_engine.jobs, dvae_engine.checkpoint
+import experiments.experiment_io, experiments.harness, experiments.tune, ui.experiment_figures
+from experiments import reproduce_table1
+tiny = ["--dataset", "digits", "--epochs", "1", "--layers", "1", "--noise-levels", "0", "--eval-examples", "10",
+        "--importance-samples", "10", "--max-valid-examples", "50", "--device", "cpu", "--out", {str(tmp_path)!r}]
+reproduce_table1.main([*tiny, "--no-ray"])
+try:
+    reproduce_table1.main(tiny)
+except SystemExit as exit:
+    print("EXIT:", exit)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| DVAE K=1, 1 layer, 0% | — |" in done.stdout  # the table of the in-process run
+    assert "EXIT: Ray Tune is not installed" in done.stdout and "pip install -e '.[experiments]'" in done.stdout
+    assert len(table_rows(tmp_path / "table1.csv")) == 3
