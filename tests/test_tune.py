@@ -107,6 +107,31 @@ def test_a_killed_worker_is_retried_from_its_checkpoint_and_the_table_is_the_sam
     assert table_rows(tmp_path / "tables" / "fault.csv") == reference[0]
 
 
+def test_a_sweep_trial_trains_a_group_with_vmap_and_gives_the_harness_sweeps_numbers(local_ray, tmp_path):
+    group = [c for c in table1(dataset="digits", layers=(1,), noise_levels=(0.0, 0.1), epochs=2, hidden_units=16,
+                               latent_dim=4, device="cpu", max_valid_examples=100)
+             if c.label in ("DVAE K=5, 1 layer, 0%", "DIWAE K=5, 1 layer, 10%")]  # one shape: one group per seed
+    folder = tune_layer.run_experiment(group, SEEDS, {**META, "epochs": 2}, name="sweep", storage=tmp_path,
+                                       sweep=True, verbose=0, log=lambda *_: None)
+    view = experiment_io.read_experiment(folder)
+    assert len({r.folder for r in view.runs}) == 2 and len(view.finished()) == 4  # 2 trials (seeds) of 2 runs
+    assert all(r.history["epoch"] == [1, 2] for r in view.runs)
+    tune_layer.write_experiment_tables(folder, tmp_path, "sweep")
+
+    from dvae_engine.data import load_dataset
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = [c.__class__(c.label, c.config, c.paper) for c in group]
+        run_grid(reference, load_dataset("digits"), SEEDS, EVAL["eval_examples"], EVAL["importance_samples"],
+                 log=lambda *_: None, sweep=True)
+    finally:
+        torch.set_num_threads(threads)
+    write_tables(reference, tmp_path, "sweep-reference", {**META, "epochs": 2, "machine": "test", "seconds": 0.0})
+    assert table_rows(tmp_path / "sweep.csv") == table_rows(tmp_path / "sweep-reference.csv")
+
+
 def test_an_interrupted_experiment_resumes_without_retraining_finished_trials(tmp_path):
     cli = [sys.executable, "-m", "experiments.tune", "run", "table1", "--dataset", "digits", "--epochs", "40",
            "--layers", "1", "--noise-levels", "0.1", "--seeds", "0", "--hidden-units", "16", "--latent-dim", "4",
