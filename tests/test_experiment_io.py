@@ -111,8 +111,8 @@ def test_a_partial_running_experiment_reads_with_restarts_counted_and_repeated_e
     live = {s["label"]: s for s in io.grid_summary(view, "valid")}  # fills in before any evaluation
     assert live[b]["mean"] == pytest.approx(32.0) and live[c]["mean"] is None
     table = table_markdown(io.experiment_cells(view), io.table_meta(view))
-    assert f"| {a} | — | 29.00 ± 1.41 | 28.00 ± 1.41 | 28.50 ± 1.41 | 28.70 ± 1.41 | 2 / 20 | 2 |" in table
-    assert f"| {b} | — | not run yet | | | | | 0 of 2 |" in table
+    assert f"| {a} | 96.14 ± 0.09 | 29.00 ± 1.41 | 28.00 ± 1.41 | 28.50 ± 1.41 | 28.70 ± 1.41 | 2 / 20 | 2 |" in table
+    assert f"| {b} | 95.20 ± 0.07 | not run yet | | | | | 0 of 2 |" in table
 
 
 def test_a_driver_that_stopped_reporting_leaves_a_stopped_experiment(tmp_path):
