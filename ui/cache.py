@@ -7,8 +7,10 @@
 
 Checkpoint folders: the shipped, pretrained models live in ``checkpoints/``
 (read-only in the app: they can be downloaded but not deleted or renamed);
-runs trained or uploaded in the app go to ``checkpoints/user/`` (or
-``$DVAE_USER_CHECKPOINT_DIR``).
+runs trained or uploaded in the app go to ``checkpoints/user/<owner>/`` (the root is
+``$DVAE_USER_CHECKPOINT_DIR`` if set), private to the browser that made them — see
+:mod:`dvae_engine.store` for the ids (``mnist-vae``, ``user/<name>``, …) that pages,
+URLs and widget keys use, and :mod:`ui.identity` for who the owner is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from dvae_engine import checkpoint as ckpt
 from dvae_engine.data import Dataset, DatasetNotFoundError, available_offline, load_dataset, random_rows
 from dvae_engine.jobs import JobRegistry
+from dvae_engine.store import MODEL_KINDS, CheckpointStore, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONCURRENT_JOBS = int(os.environ.get("DVAE_MAX_JOBS", "2"))
@@ -80,11 +83,42 @@ def load_model(path: str | Path) -> ckpt.Checkpoint:
     return _load(str(path), path.stat().st_mtime)
 
 
+def store() -> CheckpointStore:
+    """The checkpoint folders, by owner (cheap: no caching needed)."""
+    return CheckpointStore(shipped_dir(), user_dir())
+
+
+def _owner() -> str:
+    from ui import identity
+
+    return identity.owner_key()
+
+
+def checkpoint_entries(kinds: tuple[str, ...] = MODEL_KINDS) -> list[Entry]:
+    """The checkpoints this browser may see: shipped ones, its own, older shared ones (never others')."""
+    return store().entries(_owner(), kinds)
+
+
 def checkpoint_files() -> list[Path]:
-    """Every checkpoint the app can offer: shipped ones first, then the user's, newest first."""
-    shipped = sorted(shipped_dir().glob("*.pt"))
-    user = sorted(user_dir().glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return shipped + user
+    """Every model this browser can open: shipped ones first, then its own (newest first); no diagnostics."""
+    return [entry.path for entry in checkpoint_entries()]
+
+
+def checkpoint_entry(path: str | Path) -> Entry | None:
+    """The entry (id, kind, label) of a checkpoint file this browser may see."""
+    return store().entry_for_path(_owner(), path)
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """The id of a checkpoint file for URLs and widget keys: ``mnist-vae`` (shipped) or ``user/<name>`` (yours)."""
+    entry = checkpoint_entry(path)
+    return entry.id if entry is not None else Path(path).stem
+
+
+def checkpoint_label(path: str | Path) -> str:
+    """A checkpoint's name as people read it: ``mnist-vae``, ``mnist-vae (yours)``."""
+    entry = checkpoint_entry(path)
+    return entry.label if entry is not None else Path(path).stem
 
 
 def is_shipped(path: str | Path) -> bool:
@@ -244,11 +278,10 @@ def manifest() -> dict[str, dict]:
     return _manifest(str(path), path.stat().st_mtime) if path.is_file() else {}
 
 
-def find_checkpoint(stem: str | None) -> Path | None:
-    """The checkpoint file named ``stem`` (the ``?model=`` query parameter), shipped ones first."""
-    if not stem:
-        return None
-    return next((p for p in checkpoint_files() if p.stem == stem), None)
+def find_checkpoint(entry_id: str | None) -> Path | None:
+    """The checkpoint file an id names (the ``?model=`` query parameter) for this browser, or None."""
+    entry = store().resolve(_owner(), entry_id)
+    return None if entry is None or entry.kind == "diagnostic" else entry.path
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
