@@ -48,7 +48,7 @@ def slugify(text: str) -> str:
     """``text`` as a valid checkpoint name (see :data:`NAME_PATTERN`), or ``"run"`` if nothing usable is left."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).lower()
     slug = re.sub(r"\.{2,}", ".", slug)  # no '..' anywhere
-    slug = re.sub(r"^[^a-z0-9]+", "", slug)[:80].rstrip("-.")
+    slug = re.sub(r"^[^a-z0-9]+", "", slug).removesuffix(".pt")[:80].rstrip("-.")
     return slug if NAME_PATTERN.fullmatch(slug) else "run"
 
 
