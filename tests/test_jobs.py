@@ -387,3 +387,22 @@ def test_quick_and_no_evaluation(tmp_path, digits):
     assert none.status == "finished" and none.metrics == {} and none.eval_seconds is None
     with pytest.raises(ValueError, match="evaluation must be one of"):
         reg.submit(tiny(), evaluation="thorough", dataset=digits)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priorities are a Linux feature")
+def test_training_threads_can_yield_to_interactive_work(tmp_path, digits):
+    import os
+
+    seen = []
+    reg = registry(tmp_path, nice=7)
+    original = reg._train
+
+    def spy(job_id, dataset):
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        original(job_id, dataset)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - base)
+
+    reg._train = spy
+    assert reg.wait(reg.submit(tiny(epochs=1), dataset=digits), TIMEOUT).status == "finished"
+    assert seen == [7]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)

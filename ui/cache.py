@@ -28,6 +28,8 @@ from dvae_engine.store import MODEL_KINDS, CheckpointStore, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONCURRENT_JOBS = int(os.environ.get("DVAE_MAX_JOBS", "2"))
+# Training threads yield to page reruns (a class moving sliders) and train in the idle time.
+JOB_NICE = int(os.environ.get("DVAE_JOB_NICE", "10"))
 
 
 def shipped_dir() -> Path:
@@ -43,7 +45,7 @@ def user_dir() -> Path:
 @st.cache_resource
 def job_registry() -> JobRegistry:
     """One registry for the whole server: jobs survive reruns, page switches and refreshes."""
-    return JobRegistry(user_dir(), max_concurrent=MAX_CONCURRENT_JOBS)
+    return JobRegistry(user_dir(), max_concurrent=MAX_CONCURRENT_JOBS, nice=JOB_NICE)
 
 
 @st.cache_resource(show_spinner="Loading dataset…")
