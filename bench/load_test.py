@@ -92,9 +92,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(user_dir: Path, log_path: Path):
+def app_server(user_dir: Path, log_path: Path, job_nice: int | None = None):
     port = free_port()
     env = {**os.environ, "DVAE_USER_CHECKPOINT_DIR": str(user_dir), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    if job_nice is not None:
+        env["DVAE_JOB_NICE"] = str(job_nice)
     with log_path.open("w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -361,7 +363,9 @@ def summarise(result: dict, args, command: str) -> dict:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"sessions": args.sessions, "moves_per_session": args.moves, "think_s": args.think,
                      "stagger_s": args.stagger, "timeout_s": args.timeout, "seed": args.seed,
-                     "training_runs": 2, "training": TRAIN_QUERY},
+                     "training_runs": 2, "training": TRAIN_QUERY,
+                     "job_nice": args.job_nice if args.job_nice is not None else int(os.environ.get("DVAE_JOB_NICE",
+                                                                                                      "10"))},
         "sessions_held": sum(r["held"] for r in records),
         "sessions": len(records),
         "errors": len(errors),
@@ -385,7 +389,8 @@ def markdown(summary: dict) -> str:
         f"Load test on loopback, {summary['when']}, {summary['machine']['cpus']} CPU cores: "
         f"{summary['sessions']} concurrent sessions (websocket clients speaking Streamlit's protocol, one owner "
         f"cookie each) moving sliders on the classroom pages, {s['moves_per_session']} moves each, "
-        f"{s['think_s'][0]:g}-{s['think_s'][1]:g} s apart, while 2 training runs (digits) train.",
+        f"{s['think_s'][0]:g}-{s['think_s'][1]:g} s apart, while 2 training runs (digits) train "
+        f"(training threads at nice +{s['job_nice']}).",
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -419,12 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a rerun may take before it counts as "
                                                                        "an error")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--job-nice", type=int, default=None,
+                        help="priority drop of the training threads (DVAE_JOB_NICE; the app's default is 10)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test")
     args = parser.parse_args(argv)
     command = "python bench/load_test.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     with tempfile.TemporaryDirectory(prefix="dvae-load-") as tmp:
-        with app_server(Path(tmp) / "user", Path(tmp) / "streamlit.log") as base:
+        with app_server(Path(tmp) / "user", Path(tmp) / "streamlit.log", args.job_nice) as base:
             result = asyncio.run(run(base, args))
     summary = summarise(result, args, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
