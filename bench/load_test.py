@@ -72,6 +72,21 @@ URL_KEYS = {"level_salt-pepper": "level", "num_copies": "n", "count": "count", "
 TRAIN_QUERY = {"dataset": "digits", "objective": "dvae", "epochs": "5000", "eval": "none"}
 
 
+def busy_fraction(seconds: float = 3.0) -> float:
+    """How busy the machine's CPUs were over ``seconds`` (from /proc/stat; NaN elsewhere): 0 = idle."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation between order statistics."""
     if not values:
@@ -390,7 +405,8 @@ def markdown(summary: dict) -> str:
         f"{summary['sessions']} concurrent sessions (websocket clients speaking Streamlit's protocol, one owner "
         f"cookie each) moving sliders on the classroom pages, {s['moves_per_session']} moves each, "
         f"{s['think_s'][0]:g}-{s['think_s'][1]:g} s apart, while 2 training runs (digits) train "
-        f"(training threads at nice +{s['job_nice']}).",
+        f"(training threads at nice +{s['job_nice']}). CPUs busy before the start: "
+        f"{100 * summary['machine']['busy_before_start']:.0f} %.",
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -430,10 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python bench/load_test.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    busy_before = busy_fraction()  # another job on the machine would distort the numbers: say so
     with tempfile.TemporaryDirectory(prefix="dvae-load-") as tmp:
         with app_server(Path(tmp) / "user", Path(tmp) / "streamlit.log", args.job_nice) as base:
             result = asyncio.run(run(base, args))
     summary = summarise(result, args, command)
+    summary["machine"]["busy_before_start"] = busy_before
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     text = markdown(summary)
