@@ -107,7 +107,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(user_dir: Path, log_path: Path, job_nice: int | None = None):
+def app_server(user_dir: Path, log_path: Path, job_nice: int | None = None, options: tuple[str, ...] = ()):
     port = free_port()
     env = {**os.environ, "DVAE_USER_CHECKPOINT_DIR": str(user_dir), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     if job_nice is not None:
@@ -115,7 +115,8 @@ def app_server(user_dir: Path, log_path: Path, job_nice: int | None = None):
     with log_path.open("w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             *[part for option in options for part in (f"--{option.split('=', 1)[0]}", option.split("=", 1)[1])]],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -378,7 +379,7 @@ def summarise(result: dict, args, command: str) -> dict:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"sessions": args.sessions, "moves_per_session": args.moves, "think_s": args.think,
                      "stagger_s": args.stagger, "timeout_s": args.timeout, "seed": args.seed,
-                     "training_runs": 2, "training": TRAIN_QUERY,
+                     "training_runs": 2, "training": TRAIN_QUERY, "server_options": args.server_option,
                      "job_nice": args.job_nice if args.job_nice is not None else int(os.environ.get("DVAE_JOB_NICE",
                                                                                                       "10"))},
         "sessions_held": sum(r["held"] for r in records),
@@ -406,7 +407,8 @@ def markdown(summary: dict) -> str:
         f"cookie each) moving sliders on the classroom pages, {s['moves_per_session']} moves each, "
         f"{s['think_s'][0]:g}-{s['think_s'][1]:g} s apart, while 2 training runs (digits) train "
         f"(training threads at nice +{s['job_nice']}). CPUs busy before the start: "
-        f"{100 * summary['machine']['busy_before_start']:.0f} %.",
+        f"{100 * summary['machine']['busy_before_start']:.0f} %."
+        + (f" Streamlit options: {', '.join(s['server_options'])}." if s["server_options"] else ""),
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -440,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a rerun may take before it counts as "
                                                                        "an error")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Streamlit option for this run, e.g. runner.postScriptGC=false (repeatable)")
     parser.add_argument("--job-nice", type=int, default=None,
                         help="priority drop of the training threads (DVAE_JOB_NICE; the app's default is 10)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test")
@@ -448,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     busy_before = busy_fraction()  # another job on the machine would distort the numbers: say so
     with tempfile.TemporaryDirectory(prefix="dvae-load-") as tmp:
-        with app_server(Path(tmp) / "user", Path(tmp) / "streamlit.log", args.job_nice) as base:
+        with app_server(Path(tmp) / "user", Path(tmp) / "streamlit.log", args.job_nice,
+                        tuple(args.server_option)) as base:
             result = asyncio.run(run(base, args))
     summary = summarise(result, args, command)
     summary["machine"]["busy_before_start"] = busy_before

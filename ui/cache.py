@@ -15,6 +15,7 @@ URLs and widget keys use, and :mod:`ui.identity` for who the owner is.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 from dvae_engine import checkpoint as ckpt
 from dvae_engine.data import Dataset, DatasetNotFoundError, available_offline, load_dataset, random_rows
 from dvae_engine.jobs import JobRegistry
-from dvae_engine.store import MODEL_KINDS, CheckpointStore, Entry
+from dvae_engine.store import KINDS, MODEL_KINDS, CheckpointStore, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONCURRENT_JOBS = int(os.environ.get("DVAE_MAX_JOBS", "2"))
@@ -96,9 +97,34 @@ def _owner() -> str:
     return identity.owner_key()
 
 
+def _stamp(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _listing(shipped: str, user_root: str, owner: str, kinds: tuple[str, ...],
+             stamps: tuple[int, ...]) -> tuple[tuple[Entry, ...], dict[str, Entry]]:
+    entries = tuple(CheckpointStore(shipped, user_root).entries(owner, kinds))
+    return entries, {str(e.path): e for e in entries}
+
+
+def _entries(kinds: tuple[str, ...]) -> tuple[tuple[Entry, ...], dict[str, Entry]]:
+    """The listing, re-read only when one of its folders changed (a file added, renamed or removed)."""
+    folders = store()
+    owner = _owner()
+    watched = [folders.shipped_dir, folders.user_root]
+    if owner:
+        watched += [folders.folder(owner), folders.folder(owner, "diagnostic")]
+    return _listing(str(folders.shipped_dir), str(folders.user_root), owner, tuple(kinds),
+                    tuple(_stamp(f) for f in watched))
+
+
 def checkpoint_entries(kinds: tuple[str, ...] = MODEL_KINDS) -> list[Entry]:
     """The checkpoints this browser may see: shipped ones, its own, older shared ones (never others')."""
-    return store().entries(_owner(), kinds)
+    return list(_entries(kinds)[0])
 
 
 def checkpoint_files() -> list[Path]:
@@ -108,7 +134,8 @@ def checkpoint_files() -> list[Path]:
 
 def checkpoint_entry(path: str | Path) -> Entry | None:
     """The entry (id, kind, label) of a checkpoint file this browser may see."""
-    return store().entry_for_path(_owner(), path)
+    entry = _entries(KINDS)[1].get(str(path))
+    return entry if entry is not None else store().entry_for_path(_owner(), path)
 
 
 def checkpoint_id(path: str | Path) -> str:
