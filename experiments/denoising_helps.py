@@ -132,7 +132,8 @@ def main(argv=None) -> None:
                   "seeds. The paired columns average each image's log p(x) difference (denoising − plain) over "
                   "the seeds: positive means denoising fits the image better.", args.budget]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "denoising.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "denoising.json").write_text(json.dumps({"budget": args.budget, "comparisons": results},
+                                                        indent=1) + "\n")
     (args.out / "denoising.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if not results:

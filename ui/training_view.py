@@ -498,3 +498,23 @@ def live_jobs(render, jobs_now, every: float = 1.0) -> None:
             st.rerun(scope="app")
 
     panel()
+
+
+def denoising_verdicts(comparisons: dict) -> list[str]:
+    """One sentence per plain-vs-denoising comparison, its verdict read off the interval over seeds."""
+    lines = []
+    for name, r in comparisons.items():
+        diff, half = r["difference"]  # −log p(x): denoising − plain, nats; > 0 means denoising is worse
+        if half != half:  # one seed: no interval
+            verdict = "one seed only, so no verdict"
+        elif diff + half < 0:
+            verdict = "**denoising helps**"
+        elif diff - half > 0:
+            verdict = "**denoising hurts**"
+        else:
+            verdict = "**no difference we can detect**"
+        interval = f"{diff:+.2f} nats" + ("" if half != half else f" ± {half:.2f}")
+        lines.append(f"- {name}: {verdict} — −log p(x) of the denoising model minus the plain one {interval} "
+                     f"over {r['seeds']} seed(s); paired over {r['images']} test images, p = {r['paired_p']:.2g}, "
+                     f"denoising better on {r['images_where_denoising_is_better']} of them.")
+    return lines
