@@ -83,6 +83,16 @@ else:
                                query_params={"model": path.stem})
             links[1].page_link("pages/reconstructions.py", label="Reconstructions", icon=":material/image:",
                                query_params={"model": path.stem})
+# --- the paper's question, answered by our own measurements ----------------------------------------------
+evidence = cache.denoising_evidence()
+if evidence and evidence.get("comparisons"):
+    st.header("Does denoising help?")
+    for line in view.denoising_verdicts(evidence["comparisons"]):
+        st.markdown(line)
+    st.caption("Measured on clean test images with the corrected log-likelihood estimator (importance sampling "
+               "from a defensive mixture of the clean and corrupted-input encoders); intervals are 95 % over "
+               f"training seeds, p-values from a paired test over the same images. {evidence.get('budget', '')} "
+               "Details and commands: RESULTS.md, “Does denoising help?”.")
 if user_runs:
     st.caption(f"{len(user_runs)} run(s) of your own are on the Checkpoints page.")
     st.page_link("pages/checkpoints.py", label="Your checkpoints", icon=":material/inventory_2:")

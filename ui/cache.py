@@ -16,6 +16,7 @@ URLs and widget keys use, and :mod:`ui.identity` for who the owner is.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -305,6 +306,23 @@ def manifest() -> dict[str, dict]:
     """``checkpoints/manifest.json`` by file name (description, test metrics); empty when absent."""
     path = shipped_dir() / "manifest.json"
     return _manifest(str(path), path.stat().st_mtime) if path.is_file() else {}
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _json_file(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def denoising_evidence() -> dict | None:
+    """``experiments/results/denoising.json`` (the seeds comparison of plain vs denoising models), or None."""
+    folder = os.environ.get("DVAE_RESULTS_DIR") or Path(__file__).resolve().parents[1] / "experiments" / "results"
+    path = Path(folder) / "denoising.json"
+    if not path.is_file():
+        return None
+    try:
+        return _json_file(str(path), path.stat().st_mtime)
+    except ValueError:
+        return None
 
 
 def find_checkpoint(entry_id: str | None) -> Path | None:

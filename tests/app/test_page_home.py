@@ -71,3 +71,34 @@ def test_home_without_checkpoints_points_to_train(monkeypatch, tmp_path):
     assert not at.exception
     assert any("No pretrained models" in i.value for i in at.info)
     assert any(link.proto.page.endswith("train") for link in at.get("page_link"))
+
+
+def evidence(diff: float, half: float, seeds: int = 3) -> dict:
+    return {"seeds": seeds, "images": 500, "difference": [diff, half], "paired_p": 0.01,
+            "images_where_denoising_is_better": 300}
+
+
+def test_the_denoising_verdict_is_read_off_the_interval_over_seeds():
+    from ui.training_view import denoising_verdicts
+
+    lines = denoising_verdicts({"a": evidence(-1.0, 0.5), "b": evidence(1.0, 0.5), "c": evidence(0.2, 0.5),
+                                "d": evidence(0.2, float("nan"), seeds=1)})
+    assert ["denoising helps" in lines[0], "denoising hurts" in lines[1], "no difference" in lines[2],
+            "no verdict" in lines[3]] == [True] * 4
+    assert "-1.00 nats ± 0.50" in lines[0] and "over 3 seed(s)" in lines[0] and "300 of them" in lines[0]
+
+
+def test_home_states_the_answer_to_does_denoising_help_from_the_results_file(monkeypatch, tiny_checkpoints,
+                                                                            tmp_path):
+    import json
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "denoising.json").write_text(json.dumps(
+        {"budget": "Budget: 20 epochs.", "comparisons": {"MNIST, VAE vs DVAE": evidence(0.9, 0.3)}}))
+    monkeypatch.setenv("DVAE_RESULTS_DIR", str(results))
+    at = open_home(monkeypatch, tiny_checkpoints, tmp_path / "user")
+    assert not at.exception
+    assert "Does denoising help?" in [h.value for h in at.header]
+    assert any("MNIST, VAE vs DVAE: **denoising hurts**" in m.value for m in at.markdown)
+    assert any("Budget: 20 epochs." in c.value for c in at.caption)
