@@ -159,7 +159,8 @@ def metric_rows(metrics: dict) -> list[dict]:
             "what": label,
             f"value ({NATS})": round(float(value), 2),
             "± std. error": None if stderr is None else round(float(stderr), 2),
-            "examples": metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
+            "examples": metrics.get("exact_examples") if key == "nll_exact" and metrics.get("exact_examples")
+            else metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
             else metrics.get("num_examples"),
         })
     return rows
