@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 
 from .models import VAE
-from .objectives import log_weights, objective_per_example
+from .objectives import log_weights, objective_per_example, uses_noise
 
 
 @torch.no_grad()
@@ -69,7 +69,7 @@ def mixture_noise(config, likelihood: str) -> tuple[str, float]:
     Models trained without noise (VAE, IWAE) get salt-and-pepper 10 % (binary data) or
     Gaussian σ = 0.05 (real-valued data); the clean half of the proposal covers them anyway.
     """
-    noisy = config is not None and config.objective in ("dvae", "diwae", "noisy-vae") \
+    noisy = config is not None and uses_noise(config.objective) \
         and config.noise != "none" and config.noise_level > 0
     return (config.noise, float(config.noise_level)) if noisy else REFERENCE_NOISE[likelihood]
 
