@@ -151,6 +151,7 @@ def bridge_report(
     mean_image: torch.Tensor | None = None,
     batch_size: int = 10,
     progress: Callable[[str, int, int], None] | None = None,
+    log_px: torch.Tensor | None = None,
 ) -> dict:
     """:func:`bridge_sequences` at the run's own corruption, with log p(x) and summaries beside it.
 
@@ -161,7 +162,8 @@ def bridge_report(
     defensive-mixture importance-sampling estimate with ``importance_samples`` samples;
     ``log_px_method`` names it. Averages over the examples (``mean_*``) carry the Monte
     Carlo standard error of that average (``*_mc_stderr``), and ``mean_log_px_stderr``
-    the spread over examples. ``kl_gap_low`` / ``kl_gap_high`` bracket the mean
+    the spread over examples. ``log_px`` (per example) skips computing it: pass values
+    already estimated for these rows (``log_px_method`` is then ``"given"``). ``kl_gap_low`` / ``kl_gap_high`` bracket the mean
     E KL(q(z|x̃) ‖ q̃(z|x)) = L_cvae − L_dvae at the largest K.
     """
     from .evaluation import REFERENCE_NOISE, exact_log_px_2d, mixture_is_per_example, mixture_noise
@@ -177,7 +179,11 @@ def bridge_report(
     out = bridge_sequences(model, x_clean, noise, level, ks, repeats, g, mean_image, batch_size,
                            report("L and U sequences"))
     x = x_clean.to(device)
-    if exact_2d and model.latent_dim == 2:
+    if log_px is not None:
+        if log_px.shape != (len(x),):
+            raise ValueError(f"log_px must have one value per example, shape ({len(x)},), not {tuple(log_px.shape)}")
+        log_px, method = log_px.double().cpu(), "given"
+    elif exact_2d and model.latent_dim == 2:
         log_px, method = exact_log_px_2d(model, x), "exact"
         if progress:
             progress("log p(x)", len(x), len(x))
