@@ -163,8 +163,9 @@ def bridge_report(
     ``log_px_method`` names it. Averages over the examples (``mean_*``) carry the Monte
     Carlo standard error of that average (``*_mc_stderr``), and ``mean_log_px_stderr``
     the spread over examples. ``log_px`` (per example) skips computing it: pass values
-    already estimated for these rows (``log_px_method`` is then ``"given"``). ``kl_gap_low`` / ``kl_gap_high`` bracket the mean
-    E KL(q(z|x̃) ‖ q̃(z|x)) = L_cvae − L_dvae at the largest K.
+    already estimated for these rows (``log_px_method`` is then ``"given"``).
+    ``kl_gap_low`` / ``kl_gap_high`` bracket the mean E KL(q(z|x̃) ‖ q̃(z|x)) = L_cvae − L_dvae
+    at the largest K.
     """
     from .evaluation import REFERENCE_NOISE, exact_log_px_2d, mixture_is_per_example, mixture_noise
 
