@@ -1,7 +1,7 @@
 """DVAE against the mixture objectives: DVAE, DVAE-mix, DIWAE, DIWAE-mix at the same M, K, noise and budget.
 
     DVAE_DATA_DIR=/work/shared/data python experiments/semi_implicit.py \\
-        --epochs 20 --seeds 0 1 --eval-examples 1000 --threads 1
+        --epochs 20 --seeds 0 --eval-examples 500 --threads 1
 
 Every model trains on binarized MNIST with salt-and-pepper noise (10 % by default),
 M = 5 corrupted copies and K = 1 sample per copy, the same seeds, epochs and data, with
@@ -19,7 +19,8 @@ the plain training loop. Each is then evaluated on the same random clean test ro
   independent reading), i.e. the mixture ELBO L_cvae bracketed, and the KL gap L_cvae − L_dvae.
 
 Writes ``experiments/results/semi_implicit.{json,md}``; a run that stops part-way keeps its
-finished models in the JSON and continues from there when started again with the same budget.
+finished models in the JSON and continues from there when started again with the same budget
+(more seeds can be added that way: ``--seeds 0 1`` after ``--seeds 0`` trains only seed 1).
 """
 
 from __future__ import annotations
@@ -54,14 +55,16 @@ def build_configs(args) -> list[TrainConfig]:
 
 
 def budget(args) -> dict:
-    keys = ("epochs", "max_train", "seeds", "noise_level", "num_corruptions", "num_samples", "eval_examples",
+    keys = ("epochs", "max_train", "noise_level", "num_corruptions", "num_samples", "eval_examples",
             "importance_samples", "bridge_examples", "bridge_max_k", "bridge_repeats")
     return {k: getattr(args, k) for k in keys}
 
 
 def run_one(config: TrainConfig, dataset, x_test, args, log) -> dict:
     started = time.time()
-    result = train(config, dataset)
+    result = train(config, dataset, on_epoch=lambda r: log(
+        f"    epoch {r.epoch}/{r.epochs}: objective {r.train_objective:.2f}, valid ELBO {r.valid_elbo:.2f} "
+        f"({r.seconds:.0f} s)"))
     train_seconds = time.time() - started
     model = result.model
     mean_image = dataset.train_mean()
@@ -132,7 +135,8 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
         "",
         f"MNIST (binarized), salt-and-pepper {100 * b['noise_level']:g} %, M = {b['num_corruptions']}, "
         f"K = {b['num_samples']}, 2-layer MLP encoder, z = 50, Adam lr 1e-3, batch 100; "
-        f"{b['epochs']} epochs on {b['max_train'] or 'all'} training images; seeds {b['seeds']}. "
+        f"{b['epochs']} epochs on {b['max_train'] or 'all 50 000'} training images; "
+        f"seeds {sorted({r['seed'] for r in runs})}. "
         f"Machine: {meta['machine']}. Wall time {meta['seconds'] / 60:.0f} min.",
         "",
         f"Evaluated on the same {b['eval_examples']} random clean test images: −log p(x) by "
@@ -201,8 +205,9 @@ def main(argv=None) -> None:
     runs: list[dict] = []
     if json_path.is_file():
         saved = json.loads(json_path.read_text())
-        if saved["meta"]["budget"] == meta["budget"]:
+        if saved["meta"]["budget"] == meta["budget"]:  # the same budget: keep its runs (any seeds)
             runs, meta["seconds"] = saved["runs"], saved["meta"]["seconds"]
+            meta["command"] = saved["meta"]["command"] + " ; " + meta["command"]
             print(f"continuing: {len(runs)} models already done")
     for config in build_configs(args):
         if any(r["objective"] == config.objective and r["seed"] == config.seed for r in runs):
