@@ -14,8 +14,7 @@ from dvae_engine import boundlab
 from dvae_engine.checkpoint import CheckpointError
 from dvae_engine.evaluation import training_objective_kwargs
 from ui import boundlab_figures as figs
-from ui import bridge_view
-from ui import cache, figures, params
+from ui import bridge_view, cache, figures, params
 from ui.boot import run_through_app
 
 run_through_app()  # a shared link on a fresh server must still go through app.py
