@@ -230,3 +230,28 @@ def test_corruption_replay_matches_draw():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     g = torch.Generator().manual_seed(1)
     assert torch.equal(a[0], corrupt(x, "salt-pepper", 0.2, 3, g))
+
+
+def test_cli_trains_a_mixture_objective_and_refuses_one_copy(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run_cli(*args):
+        return subprocess.run([sys.executable, "-m", "dvae_engine", *args], capture_output=True, text=True,
+                              cwd=root, env={**os.environ, "DVAE_OFFLINE": "1"}, timeout=300)
+
+    bad = run_cli("train", "--dataset", "digits", "--objective", "dvae-mix", "--noise-level", "0.1",
+                  "--output", str(tmp_path / "x.pt"))
+    assert bad.returncode == 2 and "needs M (num_corruptions) >= 2" in bad.stderr and "Traceback" not in bad.stderr
+    out = tmp_path / "mix.pt"
+    good = run_cli("train", "--dataset", "digits", "--objective", "diwae-mix", "--noise-level", "0.1",
+                   "--num-corruptions", "3", "--epochs", "1", "--hidden-units", "16", "--latent-dim", "2",
+                   "--max-train-examples", "300", "--eval-importance-samples", "20", "--output", str(out),
+                   "--device", "cpu")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(run_cli("info", str(out)).stdout)["config"]["objective"] == "diwae-mix"
