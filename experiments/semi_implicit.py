@@ -48,14 +48,14 @@ LABELS = {"dvae": "DVAE", "dvae-mix": "DVAE-mix", "diwae": "DIWAE", "diwae-mix":
 
 
 def build_configs(args) -> list[TrainConfig]:
-    return [TrainConfig(dataset="mnist", objective=objective, noise="salt-pepper", noise_level=args.noise_level,
+    return [TrainConfig(dataset=args.dataset, objective=objective, noise="salt-pepper", noise_level=args.noise_level,
                         num_corruptions=args.num_corruptions, num_samples=args.num_samples, epochs=args.epochs,
                         seed=seed, max_train_examples=args.max_train, max_valid_examples=1000, device="cpu")
             for seed in args.seeds for objective in OBJECTIVES]
 
 
 def budget(args) -> dict:
-    keys = ("epochs", "max_train", "noise_level", "num_corruptions", "num_samples", "eval_examples",
+    keys = ("dataset", "epochs", "max_train", "noise_level", "num_corruptions", "num_samples", "eval_examples",
             "importance_samples", "bridge_examples", "bridge_max_k", "bridge_repeats")
     return {k: getattr(args, k) for k in keys}
 
@@ -133,9 +133,10 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
     lines = [
         "# DVAE vs the mixture objectives (semi-implicit and importance-weighted), same M, K, noise, budget",
         "",
-        f"MNIST (binarized), salt-and-pepper {100 * b['noise_level']:g} %, M = {b['num_corruptions']}, "
+        f"{b.get('dataset', 'mnist')} (binarized), salt-and-pepper {100 * b['noise_level']:g} %, "
+        f"M = {b['num_corruptions']}, "
         f"K = {b['num_samples']}, 2-layer MLP encoder, z = 50, Adam lr 1e-3, batch 100; "
-        f"{b['epochs']} epochs on {b['max_train'] or 'all 50 000'} training images; "
+        f"{b['epochs']} epochs on {b['max_train'] or 'all the'} training images; "
         f"seeds {sorted({r['seed'] for r in runs})}. "
         f"Machine: {meta['machine']}. Wall time {meta['seconds'] / 60:.0f} min.",
         "",
@@ -175,6 +176,7 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist", help="a binary dataset (digits: a quick check)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--max-train", type=int, default=None, help="training images (default: all 50 000)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -198,13 +200,14 @@ def main(argv=None) -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    dataset = load_dataset("mnist", args.data_dir)
+    dataset = load_dataset(args.dataset, args.data_dir)
     x_test = random_rows(dataset.test, args.eval_examples) if args.eval_examples else dataset.test
     meta = {"budget": budget(args), "machine": machine_description("cpu"), "seconds": 0.0,
             "command": "python experiments/semi_implicit.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     runs: list[dict] = []
     if json_path.is_file():
         saved = json.loads(json_path.read_text())
+        saved["meta"]["budget"] = {"dataset": "mnist", **saved["meta"]["budget"]}  # files written before --dataset
         if saved["meta"]["budget"] == meta["budget"]:  # the same budget: keep its runs (any seeds)
             runs, meta["seconds"] = saved["runs"], saved["meta"]["seconds"]
             meta["command"] = saved["meta"]["command"] + " ; " + meta["command"]
