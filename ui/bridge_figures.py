@@ -20,8 +20,8 @@ def _band(fig: go.Figure, x: np.ndarray, mean: np.ndarray, stderr: np.ndarray, c
     """A ±2 standard-error band (Monte Carlo error)."""
     upper, lower = mean + 2 * stderr, mean - 2 * stderr
     fig.add_trace(go.Scatter(
-        x=np.concatenate([x, x[::-1]]), y=np.concatenate([upper, lower[::-1]]), fill="toself", fillcolor=colour,
-        opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=True, name=name))
+        x=np.concatenate([x, x[::-1]]), y=np.concatenate([upper, lower[::-1]]), mode="lines", fill="toself",
+        fillcolor=colour, opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=True, name=name))
 
 
 def bridge_figure(
