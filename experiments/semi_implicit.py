@@ -110,12 +110,14 @@ def run_one(config: TrainConfig, dataset, x_test, args, log) -> dict:
     return run
 
 
-def paired(runs: list[dict], key: str = "per_example_nll") -> dict:
-    """Per seed, each objective's −log p(x) minus DVAE's on the same rows: mean ± s.e. over rows."""
+def paired(runs: list[dict], key: str = "per_example_nll", base_of=lambda objective: "dvae") -> dict:
+    """Per seed, each objective's −log p(x) minus its base's (DVAE's by default) on the same rows: mean ± s.e.
+    over rows."""
     out: dict = {}
     for run in runs:
-        base = next((r for r in runs if r["seed"] == run["seed"] and r["objective"] == "dvae"), None)
-        if base is None or run["objective"] == "dvae":
+        base_name = base_of(run["objective"])
+        base = next((r for r in runs if r["seed"] == run["seed"] and r["objective"] == base_name), None)
+        if base is None or run["objective"] == base_name:
             continue
         diff = torch.tensor(run[key]) - torch.tensor(base[key])
         out.setdefault(run["objective"], []).append(
@@ -127,8 +129,10 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     diffs = paired(runs)
     diffs_plain = paired(runs, "per_example_nll_is")
+    mix_vs_plain = paired(runs, base_of=lambda objective: objective.removesuffix("-mix"))
     (out / "semi_implicit.json").write_text(json.dumps({"meta": meta, "runs": runs, "paired_vs_dvae": diffs,
-                                                         "paired_vs_dvae_plain": diffs_plain}, indent=1))
+                                                         "paired_vs_dvae_plain": diffs_plain,
+                                                         "paired_mix_vs_plain_form": mix_vs_plain}, indent=1))
     b = meta["budget"]
     lines = [
         "# DVAE vs the mixture objectives (semi-implicit and importance-weighted), same M, K, noise, budget",
@@ -146,14 +150,34 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
         "clean test inputs. Nats per example, lower is better; ± is the standard error over test images.",
         "",
         "| objective | seed | −log p(x) | plain IS | −ELBO | −training objective | "
-        "Δ −log p(x) vs DVAE (paired) |",
-        "|---|---|---|---|---|---|---|",
+        "Δ −log p(x) vs DVAE (paired) | Δ −log p(x), -mix vs its plain form (paired) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for run in runs:
-        diff = next((d for d in diffs.get(run["objective"], []) if d["seed"] == run["seed"]), None)
-        delta = "—" if diff is None else f"{diff['mean']:+.2f} ± {diff['stderr']:.2f}"
+
+    def delta(table: dict, run: dict) -> str:
+        diff = next((d for d in table.get(run["objective"], []) if d["seed"] == run["seed"]), None)
+        return "—" if diff is None else f"{diff['mean']:+.2f} ± {diff['stderr']:.2f}"
+
+    for run in sorted(runs, key=lambda r: (r["seed"], OBJECTIVES.index(r["objective"]))):
         lines.append(f"| {LABELS[run['objective']]} | {run['seed']} | {run['nll']:.2f} ± {run['nll_stderr']:.2f} | "
-                     f"{run['nll_is']:.2f} | {run['neg_elbo']:.2f} | {run['neg_train_objective']:.2f} | {delta} |")
+                     f"{run['nll_is']:.2f} | {run['neg_elbo']:.2f} | {run['neg_train_objective']:.2f} | "
+                     f"{delta(diffs, run)} | {delta(mix_vs_plain, run)} |")
+    seeds = sorted({r["seed"] for r in runs})
+    if len(seeds) > 1:
+        lines += ["", f"Mean over seeds {seeds} (± half the range between seeds):", "",
+                  "| objective | −log p(x) | Δ vs DVAE | −ELBO | −training objective |", "|---|---|---|---|---|"]
+        for objective in OBJECTIVES:
+            rows = [r for r in runs if r["objective"] == objective]
+            if len(rows) < 2:
+                continue
+            ds = [d["mean"] for d in diffs.get(objective, [])]
+
+            def mean_range(values):
+                return f"{sum(values) / len(values):.2f} ± {(max(values) - min(values)) / 2:.2f}"
+
+            lines.append(f"| {LABELS[objective]} | {mean_range([r['nll'] for r in rows])} | "
+                         f"{mean_range(ds) if ds else '—'} | {mean_range([r['neg_elbo'] for r in rows])} | "
+                         f"{mean_range([r['neg_train_objective'] for r in rows])} |")
     lines += [
         "",
         f"The bridge on the first {b['bridge_examples']} of those images ({b['bridge_repeats']} replicates each; "
@@ -165,7 +189,7 @@ def write_outputs(meta: dict, runs: list[dict], out: Path) -> None:
         "| objective | seed | log p(x) | U⁽¹⁾ | U⁽ᴷ⁾ | L⁽ᴷ⁾ | L⁽⁰⁾ = L_dvae | KL gap L_cvae − L_dvae |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for run in runs:
+    for run in sorted(runs, key=lambda r: (r["seed"], OBJECTIVES.index(r["objective"]))):
         br = run["bridge"]
         lines.append(
             f"| {LABELS[run['objective']]} | {run['seed']} | {br['log_px']:.2f} | {br['upper'][0]:.2f} | "
