@@ -130,3 +130,16 @@ def test_bridge_refuses_bad_inputs(tiny_checkpoints, digits):
     # a model trained without noise gets the reference corruption, and given log p(x) values are used as they are
     out = bridge_report(model, x, None, ks=(1, 2), repeats=2, log_px=torch.zeros(3))
     assert out["noise"] == "salt-pepper" and out["log_px_method"] == "given" and out["mean_log_px"] == 0.0
+
+
+def test_bridge_checkpoints_script_on_a_shipped_2d_model(data_dir, tmp_path):
+    import json
+
+    from experiments import bridge_checkpoints
+
+    bridge_checkpoints.main(["--only", "mnist2d-dvae-sp10", "--examples", "3", "--max-k", "4", "--repeats", "2",
+                             "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    (row,) = json.loads((tmp_path / "bridge_checkpoints.json").read_text())["rows"]
+    assert row["log_px_method"] == "exact" and row["noise"] == "salt-pepper"
+    assert row["kl_gap_low"] <= row["kl_gap_high"] and 0 <= row["num_upper1_above_log_px"] <= 3
+    assert "`mnist2d-dvae-sp10`" in (tmp_path / "bridge_checkpoints.md").read_text()
