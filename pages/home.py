@@ -58,7 +58,7 @@ if example is not None:
 # --- pretrained models ---------------------------------------------------------------------------------
 st.header("Pretrained models")
 shipped = [p for p in files if cache.is_shipped(p)]
-user_runs = [p for p in files if not cache.is_shipped(p)]
+user_runs = [p for p in files if getattr(cache.checkpoint_entry(p), "kind", "") == "user"]
 entries = cache.manifest()
 if not shipped:
     st.info("No pretrained models were found in `checkpoints/`. Train one on the **Train** page (a few epochs on "

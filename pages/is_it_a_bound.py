@@ -168,11 +168,12 @@ files = cache.checkpoint_files()
 if not files:
     st.info("No checkpoints yet: train a model on the Train page (or upload one on the Checkpoints page).")
 else:
-    names = [p.stem for p in files]
+    names = [cache.checkpoint_id(p) for p in files]  # ids: "mnist-vae" (shipped), "user/<name>" (yours)
     init("bl_model", params.get("model", names[0], choices=names))
     if st.session_state["bl_model"] not in names:
         st.session_state["bl_model"] = names[0]
-    chosen = st.selectbox("Checkpoint", names, key="bl_model")
+    chosen = st.selectbox("Checkpoint", names, key="bl_model",
+                          format_func=lambda i: cache.checkpoint_label(files[names.index(i)]))
     params.put(model=chosen)
     path = files[names.index(chosen)]
     try:

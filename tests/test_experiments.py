@@ -21,7 +21,10 @@ def test_table1_script_writes_csv_markdown_and_json(tmp_path):
         assert float(r["nll_plain"]) < float(r["neg_test_bound"]) + 1.0
         assert 0 <= int(r["num_above"]) <= 30
     table = (tmp_path / "table1.md").read_text()
-    assert "−log p(x), mixture IS k=50" in table and "plain IS" in table and "Budget: 1 epochs on 1197 training examples" in table
+    assert "−log p(x), mixture IS k=50" in table and "plain IS" in table
+    assert "Budget: 1 epochs on 1197 training examples" in table
+    # the paper column quotes the paper's Table 1 (mean ± std over its 10 runs)
+    assert "| DVAE K=1, 1 layer, 0% | 96.14 ± 0.09 |" in table
     assert json.loads((tmp_path / "table1.json").read_text())["meta"]["epochs"] == 1
 
 

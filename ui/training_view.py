@@ -1,7 +1,7 @@
 """What the training pages (Home, Train, Bound vs M, Checkpoints) share: who is asking, labels, figures.
 
-* :func:`owner_id` — one id per browser session, kept in ``st.session_state`` and in the
-  URL (``?owner=``) so a refresh still sees its own training jobs.
+* :func:`owner_id` — the key of this browser's owner token (see :mod:`ui.identity`: a
+  cookie, never the URL), which owns its training jobs and checkpoint files.
 * Labels: :func:`progress_text`, :func:`metric_rows` (every number says what it is, in
   nats per example), :func:`config_rows`.
 * Plotly figures: :func:`history_figure` (live training curves), :func:`sparkline`,
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,43 +60,62 @@ STATUS_LABELS = {
     "diverged": ":red[diverged]",
     "failed": ":red[failed]",
 }
-_OWNER_PATTERN = re.compile(r"[0-9a-f]{8,32}")
 
 
 # --- who is asking ---------------------------------------------------------------------------
 
 def owner_id() -> str:
-    """This browser session's owner id: session state first, else the URL's ``owner``, else a new one.
+    """The server-side key of this browser's owner (a hash of the token in its cookie; never in the URL)."""
+    from ui import identity
 
-    It is written back to the URL so a refresh (a new session) finds the same jobs.
-    """
-    owner = st.session_state.get("owner")
-    if not owner:
-        from_url = st.query_params.get("owner", "")
-        owner = from_url if _OWNER_PATTERN.fullmatch(from_url) else uuid.uuid4().hex[:16]
-        st.session_state["owner"] = owner
-    if st.query_params.get("owner") != owner:
-        st.query_params["owner"] = owner
-    return owner
+    return identity.owner_key()
 
 
 # --- labels ----------------------------------------------------------------------------------
 
 def progress_text(job: JobSnapshot) -> str:
-    """e.g. ``Epoch 3 of 10 · batch 40/120 · 5,210 examples/s · about 0:42 left``."""
+    """e.g. ``Epoch 3 of 10 · batch 40/120 · 5,210 examples/s · about 0:42 left``.
+
+    While evaluating: ``Evaluating on 1,000 clean test images · step 3 of 3: log p(x), k=1000 ·
+    350 of 1,000 · about 0:20 left``.
+    """
     if job.status == "queued":
         position = f" (position {job.queue_position})" if job.queue_position else ""
         return f"waiting for a free training slot{position}"
+    eta = job.eta_seconds
+    left = f"about {format_eta(eta)} left" if eta is not None else "estimating time left…"
     if job.status == "evaluating":
-        return "evaluating the trained model on clean test data"
+        parts = [f"Evaluating on {job.eval_examples:,} clean test images"]
+        if job.eval_step:
+            parts.append(f"step {job.eval_step} of {job.eval_steps}: {job.eval_stage}")
+            parts.append(f"{job.eval_done:,} of {job.eval_total:,}")
+        parts.append(left)
+        return " · ".join(parts)
     parts = [f"Epoch {min(job.epoch + 1, job.epochs)} of {job.epochs}"]
     if job.batches_per_epoch:
         parts.append(f"batch {job.batch}/{job.batches_per_epoch}")
     if job.examples_per_sec:
         parts.append(f"{job.examples_per_sec:,.0f} examples/s")
-    eta = job.eta_seconds
-    parts.append(f"about {format_eta(eta)} left" if eta is not None else "estimating time left…")
+    parts.append(left)
     return " · ".join(parts)
+
+
+def duration_text(job: JobSnapshot) -> str:
+    """``in 66 s (training 5 s, evaluation 61 s)``: wall-clock time from the run's start, evaluation included."""
+    total = f"in {format_seconds(job.wall_seconds)}"
+    parts = []
+    if job.train_seconds is not None:
+        parts.append(f"training {format_seconds(job.train_seconds)}")
+    if job.eval_seconds is not None:
+        parts.append(f"evaluation {format_seconds(job.eval_seconds)}")
+    if job.queue_seconds >= 1:
+        parts.append(f"after {format_seconds(job.queue_seconds)} in the queue")
+    return total + (f" ({', '.join(parts)})" if parts else "")
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s`` below a minute, else ``1:05`` (m:ss) or ``1:02:05``."""
+    return f"{seconds:.0f} s" if seconds < 59.5 else format_eta(seconds)
 
 
 def metric_label(key: str, metrics: dict) -> str | None:
@@ -372,20 +389,37 @@ def remember(*keys: str) -> None:
 
 # --- one training job, drawn (Train and Bound vs M pages) -------------------------------------------
 
+def _job_action(registry, action: str, job_id: str) -> None:
+    """Stop or dismiss a job for this browser's owner; the registry refuses anyone else's job."""
+    from dvae_engine.jobs import JobAccessError
+
+    try:
+        getattr(registry, action)(job_id, owner=owner_id())
+    except JobAccessError as err:
+        st.session_state["_job_notice"] = f"Not done: {err}."
+
+
 def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
     """A bordered card: status, progress, live curves, outcome message, metrics, download and links."""
     from pathlib import Path
 
+    from ui import cache
+
+    notice = st.session_state.pop("_job_notice", None)
+    if notice:
+        st.error(notice)
     with st.container(border=True):
         head, action = st.columns([6, 1], vertical_alignment="center")
         head.markdown(f"**{job.name}** · {STATUS_LABELS.get(job.status, job.status)}  \n{job.config.describe()}")
         if job.active:
-            action.button("Stop", key=f"stop-{job.id}", on_click=registry.stop, args=(job.id,),
+            action.button("Stop", key=f"stop-{job.id}", on_click=_job_action, args=(registry, "stop", job.id),
                           icon=":material/stop_circle:", help="Stops after the current batch and saves the model")
         else:
-            action.button("Dismiss", key=f"forget-{job.id}", on_click=registry.forget, args=(job.id,),
+            action.button("Dismiss", key=f"forget-{job.id}", on_click=_job_action, args=(registry, "forget", job.id),
                           help="Removes the run from this list; its checkpoint file stays")
-        if job.active:
+        if job.status == "evaluating":
+            st.progress(job.eval_fraction, text=progress_text(job))
+        elif job.active:
             st.progress(job.progress, text=progress_text(job))
         if curves and job.history.get("epoch"):
             curves = history_figure(job.history, job.config)
@@ -393,13 +427,19 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
             html_download(curves, f"{job.name}-curves", f"curves-{job.id}")
         path = Path(job.checkpoint_path) if job.checkpoint_path else None
         message = job.message[:1].upper() + job.message[1:]
+        epochs_done = len(job.history.get("epoch", []))
+        diagnostic_note = ("kept as a **diagnostic** file `{name}` (Checkpoints page, under Diagnostics): "
+                           "you can download it, but it is not offered as a model to explore.")
         if job.status == "finished":
-            st.success(f"Finished {job.epochs} epochs in {job.elapsed:.0f} s. Saved as `{path.name}`.")
+            st.success(f"Finished {epochs_done} epoch(s) {duration_text(job)}. Saved as `{path.name}`.")
+        elif job.status == "stopped" and job.diagnostic and path is not None:
+            st.info(f"{message}. The untrained model is {diagnostic_note.format(name=path.name)}")
         elif job.status == "stopped":
             saved = f" The model as it was is saved as `{path.name}`." if path is not None else ""
             st.info(f"{message}.{saved}")
         elif job.status == "diverged":
-            st.warning(f"Diverged: {job.message} The last good state is saved as `{path.name}`.")
+            kept = f" Its last good state is {diagnostic_note.format(name=path.name)}" if path is not None else ""
+            st.warning(f"Diverged: {job.message}{kept}")
         elif job.status == "failed":
             st.error(f"Failed: {job.message}")
         if job.metrics:
@@ -408,14 +448,18 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
             if not path.exists():
                 st.caption(f"`{path.name}` has since been renamed or deleted (see the Checkpoints page).")
                 return
+            entry_id = f"{'diagnostic' if job.diagnostic else 'user'}/{path.stem}"
+            owner = owner_id()
             cols = st.columns(3)
-            cols[0].download_button("Download checkpoint", data=path.read_bytes(), file_name=path.name,
-                                    mime="application/octet-stream", on_click="ignore", key=f"download-{job.id}",
-                                    icon=":material/download:")
+            cols[0].download_button("Download checkpoint", data=lambda: cache.store().read_bytes(owner, entry_id),
+                                    file_name=path.name, mime="application/octet-stream", on_click="ignore",
+                                    key=f"download-{job.id}", icon=":material/download:")
+            if job.diagnostic:
+                return
             cols[1].page_link("pages/posterior.py", label="Open in Posterior", icon=":material/scatter_plot:",
-                              query_params={"model": path.stem})
+                              query_params={"model": entry_id})
             cols[2].page_link("pages/reconstructions.py", label="Open in Reconstructions", icon=":material/image:",
-                              query_params={"model": path.stem})
+                              query_params={"model": entry_id})
 
 
 def live_jobs(render, jobs_now, every: float = 1.0) -> None:

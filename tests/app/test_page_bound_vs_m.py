@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_helpers import as_browser
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -16,12 +17,13 @@ TIMEOUT = 180  # a safety net for tiny runs on a busy machine, not an assertion
 
 @pytest.fixture
 def user(monkeypatch, tiny_checkpoints, tmp_path) -> Path:
+    """This browser's own checkpoint folder (``<user root>/<owner key>``)."""
     folder = tmp_path / "user"
     monkeypatch.setenv("DVAE_CHECKPOINT_DIR", str(tiny_checkpoints))
     monkeypatch.setenv("DVAE_USER_CHECKPOINT_DIR", str(folder))
     st.cache_data.clear()
     st.cache_resource.clear()
-    yield folder
+    yield folder / as_browser(monkeypatch)
     from ui import cache
 
     registry = cache.job_registry()
@@ -61,7 +63,7 @@ def test_saved_runs_draw_at_once_with_labelled_axes(user, digits):
     from dvae_engine.checkpoint import save_checkpoint
     from dvae_engine.training import TrainConfig, train
 
-    user.mkdir()
+    user.mkdir(parents=True)
     for objective in ("dvae", "diwae"):
         for m in (1, 5):
             config = TrainConfig(dataset="digits", objective=objective, noise="salt-pepper", noise_level=0.1,
@@ -79,7 +81,7 @@ def test_saved_runs_draw_at_once_with_labelled_axes(user, digits):
     assert dashes["DVAE M=1"] == "solid" and dashes["DIWAE M=1"] == "dash"
     assert all(len(t["x"]) == 2 for t in fig["data"])
     # the selection is in the URL, so the link reopens the same figure
-    assert set(at.query_params["runs"].split(",")) == {p.stem for p in user.glob("*.pt")}
+    assert set(at.query_params["runs"].split(",")) == {f"user/{p.stem}" for p in user.glob("*.pt")}
 
 
 def test_launch_queues_runs_past_the_limit_and_draws_them(user, monkeypatch):
