@@ -37,6 +37,8 @@ OBJECTIVE_LABELS = {
     "iwae": "IWAE",
     "dvae": "DVAE",
     "diwae": "DIWAE",
+    "dvae-mix": "DVAE-mix (semi-implicit: z scored against the M copies' mixture)",
+    "diwae-mix": "DIWAE-mix (importance-weighted, mixture of the M copies)",
     "noisy-vae": "Noisy-data VAE (reconstructs x̃)",
     "augment-vae": "Data augmentation, VAE (paper Sec. 4)",
     "augment-iwae": "Data augmentation, IWAE (paper Sec. 4)",
@@ -46,6 +48,8 @@ TRAIN_OBJECTIVE_NAMES = {
     "iwae": "IWAE bound",
     "dvae": "DVAE objective (Eq. 11, corrupted x̃)",
     "diwae": "DIWAE objective (Eq. 12, corrupted x̃)",
+    "dvae-mix": "DVAE-mix objective (semi-implicit bound, mixture of the M copies)",
+    "diwae-mix": "DIWAE-mix objective (balance-heuristic IW bound, mixture of the M copies)",
     "noisy-vae": "ELBO of the corrupted x̃",
 }
 STATUS_LABELS = {
