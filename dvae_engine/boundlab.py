@@ -880,3 +880,205 @@ def objective_vs_loglik(
         "importance_samples": int(importance_samples),
         "repeats": int(repeats),
     }
+
+
+# --- the bridge: L⁽ᴷ⁾ and U⁽ᴷ⁾ exactly on tiny models ---------------------------------------------
+#
+# With x̃₀..x̃_K iid p(x̃|x), z ~ q(z|x̃₀), r_n the empirical mixture of n encoders and
+# w_c(z) = q(z|c)/q̃(z|x) (so Σ_c p(c|x) w_c(z) = 1):
+#   L⁽ᴷ⁾ = E log p(x,z) − E log((1/(K+1)) Σ_{k=0..K} q(z|x̃_k)) = L_cvae − E KL(r_{K+1} ‖ q̃)
+#        = L_cvae − E_{z~q̃} E[(S/(K+1)) log(S/(K+1))],  S = Σ of K+1 iid w's,
+#   U⁽ᴷ⁾ = E log p(x,z) − E log((1/K) Σ_{k=1..K} q(z|x̃_k)) = L_cvae + E KL(q̃ ‖ r_K)
+#        = L_cvae − E_{z~q̃} E[log(S_K/K)],  S_K = Σ of K iid w's
+# (docs/semi_implicit.md). For fixed z the w's are iid discrete with Laplace transform
+# ψ(s) = Σ_c p_c e^{−s w_c}, and log y = ∫_0^∞ (e^{−t} − e^{−ty}) dt/t (Frullani), so
+#   E log(S_K/K)                          = ∫_0^∞ (e^{−Ks} − ψ(s)^K) ds/s,
+#   E_{x̃₀ size-biased} log((w₀+S_K)/(K+1)) = ∫_0^∞ (e^{−(K+1)s} − φ(s) ψ(s)^K) ds/s,  φ(s) = Σ_c p_c w_c e^{−s w_c}
+# (the z-marginal is q̃ and, given z, x̃₀ has law p_c w_c: the size-biased law). With s = e^u these
+# integrands are entire in u and bounded in the strip |Im u| < π/2, so the trapezoid rule on a uniform
+# u grid converges like exp(−π²/h): h = 0.3 gives ~5e-15 relative. ψ and φ are computed once per
+# (z, u) and every K costs one power. This gives every K (0, 1, …, 10⁶) to ~1e-10 nats.
+
+_BRIDGE_U_STEP = 0.3
+_BRIDGE_U_MIN = -36.0
+_BRIDGE_MAX_WORK = 2 * 10**9  # z points × u points × components before refusing
+
+
+def _bridge_setup(model: TinyModel, x_code: int, noise: str, level: float, grid: LatentGrid | None):
+    """The pieces every bridge computation shares: q̃ on the grid, log w_c(z), L_cvae, log p(x)."""
+    grid = grid or latent_grid(model.latent_dim)
+    weights = corruption_weights(model.num_pixels, x_code, noise, level)
+    used = np.flatnonzero(weights > 0)
+    p = weights[used]  # (N,)
+    x_bits = binary_inputs(model.num_pixels)[x_code]
+    cell = math.exp(grid.log_cell)
+    log_joint = model.log_joint(x_bits, grid.points)  # (G,)
+    log_q = model.encoder_log_density(grid.points[:, None, :], used[None, :])  # (G, N)
+    log_mixture = logsumexp(log_q + np.log(p)[None, :], axis=1)  # (G,)
+    mass = np.exp(log_mixture) * cell  # q̃(z) dz on the grid
+    keep = mass > 1e-30 * mass.max()  # the rest carries < G·1e-30 of q̃'s mass
+    cvae = float((mass * (log_joint - log_mixture)).sum())
+    return {
+        "p": p, "used": used, "mass": mass[keep], "log_w": (log_q - log_mixture[:, None])[keep],  # (G', N)
+        "cvae": cvae, "log_px": float(logsumexp(log_joint) + grid.log_cell), "grid_mass": float(mass.sum()),
+    }
+
+
+def _bridge_gaps(log_w: np.ndarray, p: np.ndarray, mass: np.ndarray, ks_lower: Sequence[int],
+                 ks_upper: Sequence[int], chunk: int = 256,
+                 max_work: int = _BRIDGE_MAX_WORK) -> tuple[np.ndarray, np.ndarray]:
+    """L_cvae − L⁽ᴷ⁾ for K in ``ks_lower`` and U⁽ᴷ⁾ − L_cvae for K in ``ks_upper`` (both ≥ 0), by the
+    Frullani integrals above on a uniform grid in u = log s."""
+    w_min_log = float(np.min(log_w))
+    u_max = -w_min_log + math.log(60.0) + 1.0  # beyond it ψ(e^u) ≤ e^{−60}
+    u = np.arange(_BRIDGE_U_MIN, max(u_max, 8.0) + _BRIDGE_U_STEP, _BRIDGE_U_STEP)  # (U,)
+    work = log_w.size * len(u)
+    if work > max_work:
+        raise ValueError(f"the exact bridge would need {work:.2g} evaluations (encoder components too far apart "
+                         "or too many pixels); use the Monte Carlo estimates instead")
+    s = np.exp(u)  # (U,)
+    w = np.exp(log_w)  # (G', N)
+    lower = np.zeros(len(ks_lower))
+    upper = np.zeros(len(ks_upper))
+    for start in range(0, len(w), chunk):
+        wz = w[start:start + chunk]  # (C, N)
+        psi_m1 = np.zeros((len(wz), len(u)))  # ψ − 1 = Σ p_c expm1(−s w_c), accurate for small s
+        phi_m1 = np.zeros((len(wz), len(u)))  # φ − 1 = Σ p_c w_c expm1(−s w_c) + (Σ p_c w_c − 1)
+        for c in range(wz.shape[1]):
+            e = np.expm1(-np.exp(u[None, :] + log_w[start:start + chunk, c:c + 1]))  # (C, U)
+            psi_m1 += p[c] * e
+            phi_m1 += (p[c] * wz[:, c:c + 1]) * e
+        phi_m1 += (wz @ p - 1.0)[:, None]  # Σ p w = 1 up to rounding: keep the rounding, it is exact then
+        with np.errstate(divide="ignore"):
+            log_psi = np.log1p(np.maximum(psi_m1, -1.0))  # log ψ ∈ [−∞, 0]; −∞ where every e^{−s w} underflowed
+        dm = mass[start:start + chunk]
+        for i, k in enumerate(ks_lower):
+            psi_k_m1 = np.expm1(k * log_psi) if k > 0 else np.zeros_like(log_psi)  # ψ^K − 1
+            f = np.expm1(-(k + 1) * s)[None, :] - (phi_m1 + psi_k_m1 + phi_m1 * psi_k_m1)  # (C, U)
+            lower[i] += dm @ f.sum(axis=1) * _BRIDGE_U_STEP
+        for i, k in enumerate(ks_upper):
+            f = np.expm1(-k * s)[None, :] - np.expm1(k * log_psi)
+            upper[i] -= dm @ f.sum(axis=1) * _BRIDGE_U_STEP
+    return lower, upper
+
+
+def bridge_exact(
+    model: TinyModel,
+    x_code: int,
+    noise: str,
+    level: float,
+    ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
+    grid: LatentGrid | None = None,
+    max_work: int = _BRIDGE_MAX_WORK,
+) -> dict:
+    """Exact L⁽ᴷ⁾ and U⁽ᴷ⁾ for every K in ``ks`` (K ≥ 1), plus L⁽⁰⁾, for one clean x: a dict of floats/arrays.
+
+    ``lower`` (len(ks),) = L⁽ᴷ⁾; ``upper`` = U⁽ᴷ⁾; ``lower0`` = L⁽⁰⁾ (= the joint reading L_dvae);
+    ``upper1`` = U⁽¹⁾ (= the independent reading); ``cvae`` = L_cvae; ``log_px``; the gaps
+    ``lower_gap`` = L_cvae − L⁽ᴷ⁾ = E KL(r_{K+1} ‖ q̃) and ``upper_gap`` = U⁽ᴷ⁾ − L_cvae =
+    E KL(q̃ ‖ r_K), computed directly (no cancellation against L_cvae); ``chi2`` = E_{z~q̃} Var(w)
+    (K·upper_gap and (K+1)·lower_gap tend to chi2/2); ``grid_mass`` (≈ 1). Raises ``ValueError`` when
+    the quadrature would need more than ``max_work`` density evaluations (many pixels, or components
+    so far apart that log w spans thousands of nats).
+    """
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"every K must be a positive integer, not {ks!r}")
+    setup = _bridge_setup(model, x_code, noise, level, grid)
+    lower_gap, upper_gap = _bridge_gaps(setup["log_w"], setup["p"], setup["mass"], (0, *ks), (1, *ks),
+                                        max_work=max_work)
+    cvae = setup["cvae"]
+    w = np.exp(setup["log_w"])
+    chi2 = float(setup["mass"] @ ((w - 1.0) ** 2 @ setup["p"]))
+    return {
+        "ks": np.asarray(ks),
+        "lower": cvae - lower_gap[1:], "upper": cvae + upper_gap[1:],
+        "lower_gap": lower_gap[1:], "upper_gap": upper_gap[1:],
+        "lower0": float(cvae - lower_gap[0]), "upper1": float(cvae + upper_gap[0]),
+        "cvae": cvae, "log_px": setup["log_px"], "chi2": chi2, "grid_mass": setup["grid_mass"],
+    }
+
+
+def _multisets(num_items: int, size: int):
+    """Every way to put ``size`` draws into ``num_items`` boxes: count vectors ``(num_items,)``."""
+    if num_items == 1:
+        yield (size,)
+        return
+    for first in range(size, -1, -1):
+        for rest in _multisets(num_items - 1, size - first):
+            yield (first, *rest)
+
+
+def bridge_enumerated(model: TinyModel, x_code: int, noise: str, level: float, k: int,
+                      grid: LatentGrid | None = None, max_terms: int = 20000) -> dict[str, float]:
+    """L⁽ᴷ⁾ and U⁽ᴷ⁾ by brute force: the expected ELBO of the empirical mixture r_{K+1} and
+    E_{z~q̃}[log p(x,z) − log r_K(z)], summed over every multiset of corrupted inputs with its
+    multinomial probability (a route independent of :func:`bridge_exact`). Small D and K only."""
+    if k < 1:
+        raise ValueError(f"K must be >= 1, not {k}")
+    setup = _bridge_setup(model, x_code, noise, level, grid)
+    grid = grid or latent_grid(model.latent_dim)
+    p, used = setup["p"], setup["used"]
+    n = len(used)
+    if math.comb(n + k, k + 1) > max_terms:
+        raise ValueError(f"{math.comb(n + k, k + 1)} multisets: too many to enumerate")
+    x_bits = binary_inputs(model.num_pixels)[x_code]
+    cell = math.exp(grid.log_cell)
+    log_joint = model.log_joint(x_bits, grid.points)
+    log_q = model.encoder_log_density(grid.points[:, None, :], used[None, :])  # (G, N)
+    mixture_mass = np.exp(logsumexp(log_q + np.log(p)[None, :], axis=1)) * cell
+
+    def log_multinomial(counts) -> float:
+        counts = np.asarray(counts)
+        return float(gammaln(counts.sum() + 1) - gammaln(counts + 1).sum() + (counts * np.log(p)).sum())
+
+    def log_r(counts) -> np.ndarray:
+        counts = np.asarray(counts, dtype=np.float64)
+        nz = counts > 0
+        return logsumexp(log_q[:, nz] + np.log(counts[nz] / counts.sum())[None, :], axis=1)
+
+    lower = 0.0
+    for counts in _multisets(n, k + 1):  # L⁽ᴷ⁾ = E ELBO(r_{K+1})
+        lr = log_r(counts)
+        r_mass = np.exp(lr) * cell
+        lower += math.exp(log_multinomial(counts)) * float(r_mass @ (log_joint - lr))
+    upper = 0.0
+    for counts in _multisets(n, k):  # U⁽ᴷ⁾ = E_{z~q̃} [log p(x,z) − log r_K(z)], r_K independent of z
+        upper += math.exp(log_multinomial(counts)) * float(mixture_mass @ (log_joint - log_r(counts)))
+    return {"lower": lower, "upper": upper, "cvae": setup["cvae"], "log_px": setup["log_px"]}
+
+
+def monte_carlo_bridge(model: TinyModel, x_code: int, noise: str, level: float,
+                       ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256), num_draws: int = 4096,
+                       seed: int = 0) -> dict:
+    """The sampled estimators of L⁽ᴷ⁾ and U⁽ᴷ⁾ as :mod:`dvae_engine.semi_implicit` computes them on real
+    models: per draw, x̃₀..x̃_Kmax pixel by pixel (:func:`sample_corruptions`), z ~ q(z|x̃₀), nested
+    prefixes for every K. Returns ``ks``, ``lower``/``upper`` means ``(len(ks),)`` with their
+    ``*_stderr`` over the draws, ``lower0`` / ``lower0_stderr``, and the per-draw values ``*_draws``."""
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"every K must be a positive integer, not {ks!r}")
+    if num_draws < 2:
+        raise ValueError("num_draws must be >= 2")
+    rng = np.random.default_rng(seed)
+    max_k = ks[-1]
+    x_bits = binary_inputs(model.num_pixels)[x_code]
+    codes = bits_to_code(sample_corruptions(x_bits, noise, level, num_draws * (max_k + 1), rng))
+    codes = codes.reshape(num_draws, max_k + 1)  # (n, Kmax+1)
+    eps = rng.standard_normal((num_draws, model.latent_dim))
+    z = model.z_loc[codes[:, 0]] + np.exp(0.5 * model.z_log_var[codes[:, 0]]) * eps  # (n, L)
+    log_joint = model.log_joint(x_bits, z)  # (n,)
+    log_q = model.encoder_log_density(z[:, None, :], codes)  # (n, Kmax+1)
+    index = np.asarray(ks)
+    with_own = np.logaddexp.accumulate(log_q, axis=1)[:, index] - np.log(index + 1.0)
+    without_own = np.logaddexp.accumulate(log_q[:, 1:], axis=1)[:, index - 1] - np.log(index.astype(float))
+    lower = log_joint[:, None] - with_own  # (n, len(ks))
+    upper = log_joint[:, None] - without_own
+    lower0 = log_joint - log_q[:, 0]
+    root = math.sqrt(num_draws)
+    return {
+        "ks": index, "lower": lower.mean(0), "lower_stderr": lower.std(0, ddof=1) / root,
+        "upper": upper.mean(0), "upper_stderr": upper.std(0, ddof=1) / root,
+        "lower0": float(lower0.mean()), "lower0_stderr": float(lower0.std(ddof=1) / root),
+        "lower_draws": lower, "upper_draws": upper, "lower0_draws": lower0,
+    }

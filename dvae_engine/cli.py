@@ -49,7 +49,9 @@ FLAG_HELP = {
     "dataset": "dataset to train on",
     "binarization": "grey-level datasets: 'static' = one seeded Bernoulli draw, 'dynamic' = a fresh draw every "
                     "epoch (with vae/iwae: the paper's data-augmentation baseline)",
-    "objective": "training objective (dvae = Eq. 11, diwae = Eq. 12; noisy-vae = a VAE fitted to corrupted x̃)",
+    "objective": "training objective (dvae = Eq. 11, diwae = Eq. 12; dvae-mix / diwae-mix = the same with each z "
+                 "scored against the mixture of the M copies' encoders, M >= 2; noisy-vae = a VAE fitted to "
+                 "corrupted x̃)",
     "noise": "corruption p(x̃|x) for dvae/diwae/noisy-vae ('none' for vae/iwae)",
     "noise_level": "salt-pepper, masking, mean-image: a probability ν in [0, 1]; gaussian: σ >= 0 on [0, 1] pixels",
     "num_corruptions": "M, corrupted copies x̃ per example, integer >= 1 (must be 1 for vae/iwae)",

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 
 from .models import VAE
-from .objectives import log_weights, objective_per_example
+from .objectives import log_weights, objective_per_example, uses_noise
 
 
 @torch.no_grad()
@@ -69,7 +69,7 @@ def mixture_noise(config, likelihood: str) -> tuple[str, float]:
     Models trained without noise (VAE, IWAE) get salt-and-pepper 10 % (binary data) or
     Gaussian σ = 0.05 (real-valued data); the clean half of the proposal covers them anyway.
     """
-    noisy = config is not None and config.objective in ("dvae", "diwae", "noisy-vae") \
+    noisy = config is not None and uses_noise(config.objective) \
         and config.noise != "none" and config.noise_level > 0
     return (config.noise, float(config.noise_level)) if noisy else REFERENCE_NOISE[likelihood]
 
@@ -199,6 +199,7 @@ def evaluate(
     plain_samples: int | None = None,
     exact_2d: bool = False,
     mean_image: torch.Tensor | None = None,
+    per_example: bool = False,
 ) -> dict:
     """Clean metrics of ``model`` on rows ``x`` (nats per example; lower is better for ``neg_*`` and ``nll*``).
 
@@ -210,6 +211,8 @@ def evaluate(
     row on a small CPU). ``nll`` is the one to compare models by (:func:`headline_nll`), named in
     ``nll_method``. Each comes with ``*_stderr`` over examples; ``num_examples`` counts rows.
     ``training_objective`` (keys of :func:`objective_per_example`) adds ``neg_train_objective``.
+    ``per_example`` adds ``per_example``: each metric's per-row values (float64 CPU tensors), for
+    paired comparisons of models on the same rows.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -221,10 +224,12 @@ def evaluate(
     report = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
 
     metrics: dict = {"num_examples": int(len(x))}
+    rows: dict[str, torch.Tensor] = {}
 
-    def put(name: str, per_example: torch.Tensor) -> None:
-        s = summarize(-per_example)
+    def put(name: str, values: torch.Tensor) -> None:
+        s = summarize(-values)
         metrics[name], metrics[f"{name}_stderr"] = s["mean"], s["stderr"]
+        rows[name] = -values.detach().double().cpu()
 
     put("neg_elbo", _batched(lambda xb: elbo_per_example(model, xb, g), x, 1000, report("ELBO")))
     for k in iwae_samples:
@@ -255,6 +260,9 @@ def evaluate(
     best = headline_nll(metrics)
     if best is not None:
         metrics["nll"], metrics["nll_stderr"], metrics["nll_method"] = best[1], metrics[f"{best[0]}_stderr"], best[0]
+        rows["nll"] = rows[best[0]]
+    if per_example:
+        metrics["per_example"] = rows
     return metrics
 
 

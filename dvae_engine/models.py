@@ -146,8 +146,8 @@ class VAE(nn.Module):
         return -0.5 * (LOG_2PI + z_log_var + (z - z_loc) ** 2 * torch.exp(-z_log_var)).sum(-1)
 
     def forward(
-        self, x_target: torch.Tensor, x_noisy: torch.Tensor, eps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x_target: torch.Tensor, x_noisy: torch.Tensor, eps: torch.Tensor, mixture: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         """Log importance weights for reparameterised draws z = z_loc + σ·eps from q(z|x̃).
 
         ``x_noisy`` is ``(M, batch, D)``, ``eps`` is ``(M, K, batch, latent)``,
@@ -156,7 +156,10 @@ class VAE(nn.Module):
 
         * ``log_weights`` = log p(x|z) + log p(z) − log q(z|x̃), ``(M, K, batch)``;
         * ``log_px_z`` = log p(x|z), ``(M, K, batch)``;
-        * ``kl`` = KL(q(z|x̃) ‖ p(z)) in closed form, ``(M, batch)``.
+        * ``kl`` = KL(q(z|x̃) ‖ p(z)) in closed form, ``(M, batch)``;
+        * with ``mixture``, also ``mixture_gain`` = log q(z|x̃_m) − log((1/M) Σ_j q(z|x̃_j)),
+          ``(M, K, batch)``: what scoring each z against the mixture of all M copies' encoders
+          adds to its log weight (:func:`mixture_gain`; the same encoder pass, no extra one).
         """
         z_loc, z_log_var = self.encode(x_noisy)  # (M, batch, latent)
         z = z_loc.unsqueeze(1) + torch.exp(0.5 * z_log_var).unsqueeze(1) * eps  # (M, K, batch, latent)
@@ -165,6 +168,8 @@ class VAE(nn.Module):
         log_qz = -0.5 * (LOG_2PI + z_log_var.unsqueeze(1) + eps**2).sum(-1)
         log_weights = log_px_z + self.log_prior(z) - log_qz
         kl = 0.5 * (torch.exp(z_log_var) + z_loc**2 - 1.0 - z_log_var).sum(-1)  # (M, batch)
+        if mixture:
+            return log_weights, log_px_z, kl, mixture_gain(z, z_loc, z_log_var)
         return log_weights, log_px_z, kl
 
     @torch.no_grad()
@@ -173,6 +178,24 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         z = torch.randn(num, self.latent_dim, generator=generator, device=device)
         return self.decode(z)
+
+
+def mixture_gain(z: torch.Tensor, z_loc: torch.Tensor, z_log_var: torch.Tensor) -> torch.Tensor:
+    """log q(z_mk|x̃_m) − log((1/M) Σ_j q(z_mk|x̃_j)) for draws ``z`` ``(M, K, batch, latent)`` from
+    the components ``(z_loc, z_log_var)`` ``(M, batch, latent)``: ``(M, K, batch)``.
+
+    Every density, the own component's included, comes from the same formula, and the
+    log-mean-exp is taken of differences to the own component with the maximum pulled out;
+    so when all M components are equal (noise 0) every difference is exactly 0 and the gain
+    is exactly 0. It is at most log M (the own component alone is ≥ 1/M of the mixture).
+    """
+    num = z_loc.shape[0]
+    # log q(z_mk | x̃_j) for every pair: z (1, M, K, batch, L) against component j (M_j, 1, 1, batch, L)
+    log_q = VAE.log_posterior(z.unsqueeze(0), z_loc[:, None, None], z_log_var[:, None, None])  # (M_j, M, K, batch)
+    own = torch.diagonal(log_q, dim1=0, dim2=1).movedim(-1, 0)  # (M, K, batch): j = m
+    diff = log_q - own.unsqueeze(0)  # (M_j, M, K, batch); exactly 0 on the diagonal
+    top = diff.max(dim=0).values  # ≥ 0
+    return -(top + torch.log(torch.exp(diff - top.unsqueeze(0)).sum(0) / num))
 
 
 def init_parameters(model: VAE, generator: torch.Generator) -> VAE:

@@ -17,6 +17,16 @@ M = 1 and use K alone for their samples (IWAE with k = K).
   ELBO (Kingma & Welling); with noise it is the paper's DVAE objective, Eq. 11.
 * ``iwae``  — log (1/MK) Σ_m Σ_k exp(log_weights): with no noise the IWAE bound
   (Burda et al. 2015) with k = MK; with noise the paper's DIWAE, Eq. 12.
+* ``dvae-mix`` / ``diwae-mix`` — the same draws, each z scored against the mixture
+  r(z) = (1/M) Σ_j q(z|x̃_j) of all M copies' encoders instead of its own q(z|x̃_m):
+  log_weights + mixture_gain, mixture_gain = log q(z|x̃_m) − log r(z) ∈ (−∞, log M]
+  (:func:`dvae_engine.models.mixture_gain`). ``dvae-mix`` averages them: the
+  semi-implicit bound L⁽ᴹ⁻¹⁾ (Yin & Zhou 2018), whose expectation lies between
+  L_dvae and L_cvae (docs/semi_implicit.md). ``diwae-mix`` takes the log of their
+  mean: given the x̃'s, (1/MK) Σ p(x,z)/r(z) is the deterministic-mixture (balance
+  heuristic) importance-sampling estimate of p(x), unbiased, so its log is a
+  lower bound on log p(x) in expectation for ANY corruption. Both need M ≥ 2 (with
+  one copy the mixture is that copy's encoder and they are exactly dvae / diwae).
 
 What these are, exactly. Each z is drawn from q(z|x̃) of the SAME x̃, so for
 a fixed x̃ the inner average is an ordinary ELBO (or IWAE) estimate with the
@@ -40,12 +50,18 @@ import torch
 
 from .corruption import corrupt
 
-OBJECTIVES = ("vae", "iwae", "dvae", "diwae", "noisy-vae")
+OBJECTIVES = ("vae", "iwae", "dvae", "diwae", "dvae-mix", "diwae-mix", "noisy-vae")
+MIXTURE_OBJECTIVES = ("dvae-mix", "diwae-mix")
 OBJECTIVE_INFO = {
     "vae": "VAE: the ELBO on clean inputs (K samples averaged)",
     "iwae": "IWAE: the importance-weighted bound with K samples on clean inputs",
     "dvae": "DVAE (Eq. 11): average of log p(x,z)/q(z|x̃) over M corrupted copies and K samples",
     "diwae": "DIWAE (Eq. 12): log of the average of p(x,z)/q(z|x̃) over M corrupted copies and K samples",
+    "dvae-mix": "DVAE-mix (semi-implicit bound): like DVAE, but each z is scored against the mixture "
+                "(1/M) Σ_j q(z|x̃_j) of all M copies' encoders; between DVAE and the mixture ELBO L_cvae. "
+                "Needs M ≥ 2",
+    "diwae-mix": "DIWAE-mix: log of the average of p(x,z) / ((1/M) Σ_j q(z|x̃_j)) over M copies and K samples "
+                 "(balance-heuristic importance sampling; a bound on log p(x) for any noise). Needs M ≥ 2",
     "noisy-vae": "VAE fitted to the corrupted data: the ELBO of x̃ itself (reconstructs x̃, not x; "
                  "the noise augmentation of the paper's footnote 1, not its Sec. 4 baseline)",
 }
@@ -53,11 +69,16 @@ RENAMED_OBJECTIVES = {"augment": "noisy-vae"}  # names used by earlier versions 
 
 
 def is_importance_weighted(objective: str) -> bool:
-    return objective in ("iwae", "diwae")
+    return objective in ("iwae", "diwae", "diwae-mix")
 
 
 def uses_noise(objective: str) -> bool:
-    return objective in ("dvae", "diwae", "noisy-vae")
+    return objective in ("dvae", "diwae", "dvae-mix", "diwae-mix", "noisy-vae")
+
+
+def uses_mixture(objective: str) -> bool:
+    """Each z scored against the mixture of all M copies' encoders (``dvae-mix``, ``diwae-mix``)."""
+    return objective in MIXTURE_OBJECTIVES
 
 
 def check_objective(objective: str, noise: str, num_corruptions: int, likelihood: str | None = None) -> None:
@@ -67,6 +88,8 @@ def check_objective(objective: str, noise: str, num_corruptions: int, likelihood
       (use K for more samples).
     * ``noisy-vae`` with Gaussian noise on binary data: the Bernoulli likelihood of an x̃
       outside {0, 1} is not a probability and grows without limit with the logits.
+    * ``dvae-mix`` / ``diwae-mix`` with M = 1: a mixture of one component is that component,
+      so they would silently be ``dvae`` / ``diwae``; they need M ≥ 2.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -75,6 +98,12 @@ def check_objective(objective: str, noise: str, num_corruptions: int, likelihood
             f"objective {objective!r} corrupts nothing, so M (corrupted copies) must be 1, not {num_corruptions}; "
             f"use K (num_samples) for more samples of z, or {'dvae' if objective == 'vae' else 'diwae'} "
             "for M corrupted copies")
+    if uses_mixture(objective) and num_corruptions < 2:
+        plain = objective.removesuffix("-mix")
+        raise ValueError(
+            f"objective {objective!r} scores each z against the mixture of the M corrupted copies' encoders, so it "
+            f"needs M (num_corruptions) >= 2, not {num_corruptions}; with M = 1 the mixture is one component and "
+            f"the objective is exactly {plain!r}: use {plain!r}, or M >= 2")
     if objective == "noisy-vae" and noise == "gaussian" and likelihood == "bernoulli":
         raise ValueError(
             "noisy-vae scores the corrupted x̃ with the model's likelihood; Gaussian noise makes x̃ real-valued, "
@@ -161,16 +190,30 @@ def objective_from_draws(
     lower variance. It has no meaning for the importance-weighted ones and is
     ignored there. ``kl_weight`` β < 1 (KL warm-up) scales log p(z) − log q(z|x̃)
     inside every weight; the result is then a training device, not a bound.
+
+    ``dvae-mix`` / ``diwae-mix`` add the mixture gain log q(z|x̃_m) − log((1/M) Σ_j q(z|x̃_j))
+    to every log weight (β scales it too: it is part of log p(z) − log r(z)). With
+    ``analytic_kl``, ``dvae-mix`` replaces only log p(z) − log q(z|x̃_m) by −KL(q(z|x̃_m) ‖ p(z))
+    and keeps the sampled gain (which has no closed form): same expectation, and at noise 0
+    (gain exactly 0) exactly the VAE with the exact KL.
     """
     x_target = x_noisy.unsqueeze(1) if objective == "noisy-vae" else x_clean
-    log_w, log_px_z, kl = model(x_target, x_noisy, eps)  # (M, K, batch), (M, K, batch), (M, batch)
+    gain = None
+    if uses_mixture(objective):
+        log_w, log_px_z, kl, gain = model(x_target, x_noisy, eps, mixture=True)  # + (M, K, batch)
+    else:
+        log_w, log_px_z, kl = model(x_target, x_noisy, eps)  # (M, K, batch), (M, K, batch), (M, batch)
+    if gain is not None:
+        log_w = log_w + gain
     if kl_weight != 1.0:
         log_w = log_px_z + kl_weight * (log_w - log_px_z)
         kl = kl_weight * kl
+        gain = None if gain is None else kl_weight * gain
     if is_importance_weighted(objective):
         return iwae(log_w)
     if analytic_kl:
-        return log_px_z.mean(dim=(0, 1)) - kl.mean(dim=0)
+        value = log_px_z.mean(dim=(0, 1)) - kl.mean(dim=0)
+        return value if gain is None else value + gain.mean(dim=(0, 1))
     return elbo(log_w)
 
 

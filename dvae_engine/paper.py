@@ -76,6 +76,8 @@ DEPARTURES = {
 
 def departures_for(config) -> list[str]:
     """The departures from the paper that apply to one run (a :class:`~dvae_engine.training.TrainConfig`)."""
+    from .objectives import uses_noise
+
     notes = []
     if config.objective in ("iwae", "diwae") and config.activation != "tanh" or \
             config.objective in ("vae", "dvae") and config.activation != "softplus":
@@ -84,9 +86,9 @@ def departures_for(config) -> list[str]:
         notes.append(DEPARTURES["frey-split"])
         if config.noise == "gaussian":
             notes.append(DEPARTURES["frey-levels"])
-    if config.noise == "mean-image" and config.objective in ("dvae", "diwae", "noisy-vae"):
+    if config.noise == "mean-image" and uses_noise(config.objective):
         notes.append(DEPARTURES["mean-image"])
-    if config.noise == "salt-pepper" and config.objective in ("dvae", "diwae", "noisy-vae"):
+    if config.noise == "salt-pepper" and uses_noise(config.objective):
         notes.append(DEPARTURES["salt-pepper"])
     if getattr(config, "is_data_augmentation", False):
         notes.append(DEPARTURES["data-augmentation"])

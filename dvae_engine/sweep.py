@@ -32,7 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import data as data_module
 from .corruption import corrupt
 from .models import build_model, set_output_bias
-from .objectives import is_importance_weighted, uses_noise
+from .objectives import is_importance_weighted, uses_mixture, uses_noise
 from .training import (
     HISTORY_KEYS,
     EpochReport,
@@ -86,10 +86,13 @@ class ModelStack:
         self._importance_weighted = torch.tensor([is_importance_weighted(c.objective) for c in configs],
                                                  device=device)
         self._corrupted_target = torch.tensor([c.objective == "noisy-vae" for c in configs], device=device)
+        self._mixture = torch.tensor([uses_mixture(c.objective) for c in configs], device=device)
+        self._any_mixture = any(uses_mixture(c.objective) for c in configs)
         self._forward = vmap(self._forward_one)
 
     def _forward_one(self, params, buffers, x_target, x_noisy, eps):
-        return functional_call(self._template, (params, buffers), (x_target, x_noisy, eps))
+        return functional_call(self._template, (params, buffers), (x_target, x_noisy, eps),
+                               {"mixture": self._any_mixture})
 
     def draw(
         self, x_clean: torch.Tensor, generator: torch.Generator | None, mean_image: torch.Tensor | None = None
@@ -109,16 +112,26 @@ class ModelStack:
         """Per-model, per-example objective ``(models, batch)`` for given draws (Eq. 11 or Eq. 12 per model).
 
         ``kl_weight`` (β of a KL warm-up, the same for the whole group) scales log p(z) − log q(z|x̃).
+        ``dvae-mix`` / ``diwae-mix`` models add the mixture gain to their log weights, as
+        :func:`dvae_engine.objectives.objective_from_draws` does.
         """
         flag = self._corrupted_target.view(-1, 1, 1, 1)
         x_target = torch.where(flag, x_noisy, x_clean.expand_as(x_noisy)).unsqueeze(2)  # (models, M, 1, batch, D)
-        log_w, log_px_z, kl = self._forward(self.params, self.buffers, x_target, x_noisy, eps)  # (models, M, K, batch)
+        out = self._forward(self.params, self.buffers, x_target, x_noisy, eps)  # (models, M, K, batch) ...
+        log_w, log_px_z, kl = out[:3]
+        gain = None
+        if self._any_mixture:  # zero for the models that do not mix
+            gain = torch.where(self._mixture.view(-1, 1, 1, 1), out[3], torch.zeros_like(out[3]))
+            log_w = log_w + gain
         if kl_weight != 1.0:
             log_w = log_px_z + kl_weight * (log_w - log_px_z)
             kl = kl_weight * kl
+            gain = None if gain is None else kl_weight * gain
         iw_value = torch.logsumexp(log_w.flatten(1, 2), dim=1) - math.log(self.num_corruptions * self.num_samples)
         if self.analytic_kl:
             elbo_value = log_px_z.mean(dim=(1, 2)) - kl.mean(dim=1)
+            if gain is not None:
+                elbo_value = elbo_value + gain.mean(dim=(1, 2))
         else:
             elbo_value = log_w.mean(dim=(1, 2))
         return torch.where(self._importance_weighted.view(-1, 1), iw_value, elbo_value)

@@ -32,6 +32,7 @@ from .objectives import (
     is_importance_weighted,
     objective_from_draws,
     objective_per_example,
+    uses_mixture,
     uses_noise,
 )
 
@@ -45,7 +46,7 @@ class TrainConfig:
 
     dataset: str = "mnist"
     binarization: str = "static"  # grey-level datasets: "static" (one seeded draw) or "dynamic" (fresh each epoch)
-    objective: str = "dvae"  # vae | iwae | dvae | diwae | noisy-vae
+    objective: str = "dvae"  # vae | iwae | dvae | diwae | dvae-mix | diwae-mix | noisy-vae
     noise: str = "salt-pepper"
     noise_level: float = 0.05
     num_corruptions: int = 1  # M: corrupted copies per example (1 for vae/iwae, which corrupt nothing)
@@ -135,10 +136,13 @@ class TrainConfig:
 
     @property
     def model_name(self) -> str:
-        """The paper's name for this run: VAE, IWAE, DVAE, DIWAE, or Noisy-data VAE."""
+        """The paper's name for this run: VAE, IWAE, DVAE, DIWAE, or Noisy-data VAE (DVAE-mix, DIWAE-mix:
+        each z scored against the mixture of the M copies' encoders; without noise they are VAE / IWAE)."""
         noisy = self.noise != "none" and self.noise_level > 0
         if self.objective == "noisy-vae":
             return "Noisy-data VAE"
+        if uses_mixture(self.objective) and noisy:
+            return "DIWAE-mix" if is_importance_weighted(self.objective) else "DVAE-mix"
         if is_importance_weighted(self.objective):
             return "DIWAE" if noisy else "IWAE"
         return "DVAE" if noisy else "VAE"

@@ -1,6 +1,7 @@
 """Does denoising help? Plain vs denoising-trained models, compared by the corrected log-likelihood estimator.
 
-    python experiments/denoising_helps.py --mnist-labels "mnist-{model}-dynamic{seed}-e200" --seeds 0 1 2
+    python experiments/denoising_helps.py --set "MNIST, dynamic, 60 epochs=mnist-{model}-dynamic{seed}-e60" \
+        --set "Frey Face, 750 epochs=frey-{model}{seed}-e750" --seeds 0 1 2
 
 Reads the per-example evaluations written by ``python experiments/train_checkpoints.py evaluate``
 (``experiments/results/per_example/<label>.pt``: log p(x) per clean test image, the same images for
@@ -92,31 +93,36 @@ def fmt(pair: tuple[float, float]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist-labels", default="mnist-{model}-dynamic{seed}",
-                        help="label pattern of the MNIST evaluations; {model} and {seed} ('' for seed 0, '-s1', …)")
-    parser.add_argument("--frey-labels", default="frey-{model}{seed}")
+    parser.add_argument("--set", dest="sets", action="append", metavar="TITLE=PATTERN",
+                        help="a group of evaluations to compare, e.g. 'MNIST, dynamic, 60 epochs="
+                             "mnist-{model}-dynamic{seed}-e60' (repeatable); the dataset is the pattern's first word; "
+                             "{model} and {seed} ('' for seed 0, '-s1', …) are filled in")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--seed0-suffix", default="",
-                        help="the {seed} text for MNIST seed 0 ('' by default; '-s0' for the seed-comparison copies)")
     parser.add_argument("--budget", default="", help="a sentence on the training budget, printed under the table")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args(argv)
+    default_sets = ["MNIST=mnist-{model}-dynamic{seed}", "Frey Face=frey-{model}{seed}"]
+    sets = [item.split("=", 1) for item in (args.sets or default_sets)]
 
     results = {}
-    for name, (plain_model, noisy_model, dataset) in PAIRS.items():
-        pattern = args.mnist_labels if dataset == "mnist" else args.frey_labels
-        plain, noisy, seeds = [], [], []
-        for seed in args.seeds:
-            suffix = (args.seed0_suffix if dataset == "mnist" else "") if seed == 0 else f"-s{seed}"
-            a = load_log_px(pattern.format(model=plain_model, seed=suffix))
-            b = load_log_px(pattern.format(model=noisy_model, seed=suffix))
-            if a is not None and b is not None:
-                plain.append(a)
-                noisy.append(b)
-                seeds.append(seed)
-        if plain:
-            results[name] = {**compare(plain, noisy), "seed_list": seeds,
-                             "labels": [pattern.format(model=m, seed="{seed}") for m in (plain_model, noisy_model)]}
+    for title, pattern in sets:
+        dataset = pattern.split("-", 1)[0]
+        for name, (plain_model, noisy_model, pair_dataset) in PAIRS.items():
+            if pair_dataset != dataset:
+                continue
+            plain, noisy, seeds = [], [], []
+            for seed in args.seeds:
+                suffix = "" if seed == 0 else f"-s{seed}"
+                a = load_log_px(pattern.format(model=plain_model, seed=suffix))
+                b = load_log_px(pattern.format(model=noisy_model, seed=suffix))
+                if a is not None and b is not None:
+                    plain.append(a)
+                    noisy.append(b)
+                    seeds.append(seed)
+            if plain:
+                labels = [pattern.format(model=m, seed="{seed}") for m in (plain_model, noisy_model)]
+                results[f"{title}: {name.split(', ', 1)[-1]}"] = {**compare(plain, noisy), "seed_list": seeds,
+                                                                  "dataset": dataset, "labels": labels}
     lines = ["| comparison | seeds | −log p(x), plain | −log p(x), denoising | denoising − plain (95 % CI over "
              "seeds) | paired over images: mean log p(x) gain ± s.e. | t-test p | Wilcoxon p | images better |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

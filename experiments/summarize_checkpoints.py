@@ -94,9 +94,41 @@ def shipped_table() -> list[str]:
     return lines
 
 
+def estimator_table() -> list[str]:
+    """The plain and the mixture estimates (and the exact value for 2-D latents) image by image, per checkpoint."""
+    manifest = json.loads((ROOT / "checkpoints" / "manifest.json").read_text())["models"]
+    lines = ["| checkpoint | −log p(x), plain q(z\\|x) | −log p(x), defensive mixture | −log p(x), exact "
+             "| mixture > plain by > 1 nat | plain > mixture by > 1 nat | mixture − exact, mean (worst) "
+             "| plain − exact, mean (worst) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for entry in manifest:
+        path = PER_EXAMPLE / f"{entry['name']}.pt"
+        if not path.exists():
+            continue
+        stored = torch.load(path, weights_only=True)
+        plain, mix, exact = stored["log_px_plain"], stored["log_px_mix"], stored.get("log_px_exact")
+        n = len(plain)
+        row = (f"| `{entry['name']}` | {-plain.mean():.2f} | {-mix.mean():.2f} | "
+               f"{'—' if exact is None else f'{-exact.mean():.2f}'} | {int((mix - plain > 1).sum())} / {n} | "
+               f"{int((plain - mix > 1).sum())} / {n} | ")
+        if exact is None:
+            row += "— | — |"
+        else:
+            row += (f"{(exact - mix).mean():.2f} ({(exact - mix).max():.1f}) | "
+                    f"{(exact - plain).mean():.2f} ({(exact - plain).max():.1f}) |")
+        lines.append(row)
+    lines += ["", "The same random clean test rows in every column of a row; k = 5000 samples for each estimator; "
+                  "the mixture is ½ q(z|x) + ½ of 16 encoders of corrupted copies (the run's own noise; "
+                  "salt-and-pepper 10 % / Gaussian σ = 0.05 for runs trained without noise). Each estimate is the "
+                  "log of an unbiased estimate of p(x), so it is below log p(x) on average: the lower −log p(x) "
+                  "of two is closer to the truth. 'mixture − exact': how far each estimate falls below the exact "
+                  "log p(x), nats per image."]
+    return lines
+
+
 def main() -> None:
     print("\n".join(["### The headline models against the literature", "", *headline_table(), "",
-                     "### Every shipped checkpoint", "", *shipped_table()]))
+                     "### Every shipped checkpoint", "", *shipped_table(), "",
+                     "### The estimators side by side", "", *estimator_table()]))
 
 
 if __name__ == "__main__":

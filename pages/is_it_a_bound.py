@@ -14,7 +14,7 @@ from dvae_engine import boundlab
 from dvae_engine.checkpoint import CheckpointError
 from dvae_engine.evaluation import training_objective_kwargs
 from ui import boundlab_figures as figs
-from ui import cache, figures, params
+from ui import bridge_view, cache, figures, params
 from ui.boot import run_through_app
 
 run_through_app()  # a shared link on a fresh server must still go through app.py
@@ -256,3 +256,25 @@ else:
                 table = pd.DataFrame(columns)
                 with st.expander("Per-example numbers (nats per example)"):
                     st.dataframe(table, key="bl_real_table")
+
+# --- (d) the bridge: L⁽ᴷ⁾ and U⁽ᴷ⁾ ------------------------------------------------------------------
+st.header("4 · The bridge: from the paper's objective to the critique's")
+st.markdown(bridge_view.INTRO)
+with st.expander("The derivations, step by step (docs/semi_implicit.md)"):
+    st.markdown(bridge_view.derivations_markdown())
+
+st.subheader("On the tiny model of section 1")
+st.markdown(f"The same clean x = `{format(x_code, f'0{width}b')}` and corruption ({noise}, ν = {level:g}). "
+            "Dotted: the exact sequences (quadrature over all corrupted inputs); solid with bands: the sampled "
+            "estimators that the real-model part below uses, from 1000 draws of x̃₀..x̃₁₀₂₄ and z.")
+bridge_key = (model_args, int(x_code), noise, float(level))
+if st.button("Compute the bridge for this tiny model", key="bl_br_tiny_run", type="primary"):
+    st.session_state["bl_br_tiny"] = bridge_key
+if st.session_state.get("bl_br_tiny") == bridge_key:
+    bridge_view.tiny_model_section(*cache.boundlab_bridge(*bridge_key))
+elif st.session_state.get("bl_br_tiny") is not None:
+    st.info("The settings of section 1 changed: press the button to compute the bridge for them.",
+            icon=":material/refresh:")
+
+st.subheader("On a trained model")
+bridge_view.real_model_section()

@@ -65,7 +65,7 @@ def test_every_train_flag_has_a_help_line_with_its_default():
     for f in fields(TrainConfig):
         action = actions[f.name]
         assert action.help and f"(default: {f.default})" in action.help, f.name
-    assert actions["objective"].choices == ("vae", "iwae", "dvae", "diwae", "noisy-vae")
+    assert actions["objective"].choices == ("vae", "iwae", "dvae", "diwae", "dvae-mix", "diwae-mix", "noisy-vae")
     assert "[0, 1]" in actions["noise_level"].help and "σ" in actions["noise_level"].help
     text = run_cli("train", "--help").stdout
     assert "--kl-warmup-epochs" in text and "default: 0.001" in text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from experiments import reproduce_figure1, reproduce_table1
 
 
@@ -67,3 +69,27 @@ def test_an_interrupted_table_resumes_with_the_cells_it_has(tmp_path, capsys):
     # a different budget is not mixed in: everything is trained again
     reproduce_table1.main([*common[:3], "2", *common[4:], "--noise-levels", "0"])
     assert "training 3 models\n" in capsys.readouterr().out
+
+
+def test_denoising_helps_compares_seeds_and_pairs_images(tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    from experiments import denoising_helps
+
+    monkeypatch.setattr(denoising_helps, "PER_EXAMPLE", tmp_path)
+    rng = np.random.default_rng(0)
+    for seed, suffix in enumerate(["", "-s1", "-s2"]):
+        log_px = torch.tensor(rng.normal(-90.0, 5.0, size=50))
+        shift = 1.0 + 0.1 * seed  # the denoising model is worse on every image, by 1.0, 1.1, 1.2 nats
+        for model, values in (("vae", log_px), ("dvae-sp05", log_px - shift)):
+            torch.save({"log_px_mix": values, "log_px_exact": None, "metrics": {"importance_samples": 1000}},
+                       tmp_path / f"mnist-{model}-dynamic{suffix}-e60.pt")
+    denoising_helps.main(["--set", "MNIST, 60 epochs=mnist-{model}-dynamic{seed}-e60", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "denoising.json").read_text())["comparisons"]
+    assert list(result) == ["MNIST, 60 epochs: VAE vs DVAE (salt-and-pepper 5 %)"]  # IWAE pair absent: skipped
+    r = result["MNIST, 60 epochs: VAE vs DVAE (salt-and-pepper 5 %)"]
+    mean, half = r["difference"]
+    assert mean == pytest.approx(1.1) and half == pytest.approx(4.302653 * 0.1 / 3**0.5, rel=1e-5)  # t(2) 97.5 %
+    assert r["paired_mean_log_px_gain"] == pytest.approx(-1.1) and r["images_where_denoising_is_better"] == 0
+    assert r["seeds"] == 3 and r["images"] == 50 and "k = 1000" in (tmp_path / "denoising.md").read_text()

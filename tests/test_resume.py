@@ -206,7 +206,9 @@ def test_auto_device_resumes_on_the_device_type_the_run_was_saved_on(monkeypatch
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DVAE_OFFLINE": "1"}
+    # a script outside the repository must import this checkout's engine, installed or not
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "DVAE_OFFLINE": "1", "PYTHONPATH": path}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 

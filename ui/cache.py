@@ -354,6 +354,38 @@ def diagram_example(dataset_name: str, checkpoint_path: str | None, noise: str, 
     return (x_clean[0].reshape(shape).numpy(), [x.reshape(shape).numpy() for x in x_noisy], x_out)
 
 
+# --- "Is it a bound?" page, section 4: the bridge L⁽ᴷ⁾ / U⁽ᴷ⁾ (dvae_engine.boundlab, dvae_engine.semi_implicit) ---
+
+BRIDGE_TINY_KS = tuple(2**i for i in range(11))  # 1 … 1024
+BRIDGE_TINY_MAX_WORK = 4 * 10**8  # density evaluations of the exact quadrature (a few seconds) before MC only
+
+
+@st.cache_data(show_spinner="Computing L⁽ᴷ⁾ and U⁽ᴷ⁾ for the tiny model…", max_entries=32)
+def boundlab_bridge(model_args: tuple, x_code: int, noise: str, level: float, num_draws: int = 1000,
+                    seed: int = 0) -> tuple[dict | None, str | None, dict]:
+    """The tiny model's bridge: ``(exact or None, why not exact or None, Monte Carlo estimates)``.
+
+    The exact values (:func:`dvae_engine.boundlab.bridge_exact`) are skipped, with the reason,
+    when the quadrature would be too large for an interactive page; the sampled estimators
+    (:func:`dvae_engine.boundlab.monte_carlo_bridge`, ``num_draws`` draws) always run.
+    """
+    from dvae_engine import boundlab
+
+    model = boundlab_model(*model_args)
+    try:
+        exact, message = boundlab.bridge_exact(model, x_code, noise, level, BRIDGE_TINY_KS,
+                                               max_work=BRIDGE_TINY_MAX_WORK), None
+    except ValueError as err:
+        point = boundlab.exact_quantities(model, x_code, noise, level)
+        exact = None
+        message = f"{err}. L_cvae = {point['cvae']:.4f} and log p(x) = {point['log_px']:.4f} are still exact."
+    mc = boundlab.monte_carlo_bridge(model, x_code, noise, level, BRIDGE_TINY_KS, num_draws, seed)
+    mc = {k: v for k, v in mc.items() if not k.endswith("_draws")}
+    if exact is None:
+        mc.update(cvae=point["cvae"], log_px=point["log_px"], expected_kl=point["expected_kl"])
+    return exact, message, mc
+
+
 # --- Ray Tune experiment folders (the Experiments page) ------------------------------------------------------
 # Read as plain JSON (experiments/experiment_io.py): the app never imports Ray. A trial folder is parsed once per
 # version of its files; the experiment's status file is read afresh every time (it is tiny).

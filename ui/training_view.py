@@ -37,6 +37,8 @@ OBJECTIVE_LABELS = {
     "iwae": "IWAE",
     "dvae": "DVAE",
     "diwae": "DIWAE",
+    "dvae-mix": "DVAE-mix (semi-implicit: z scored against the M copies' mixture)",
+    "diwae-mix": "DIWAE-mix (importance-weighted, mixture of the M copies)",
     "noisy-vae": "Noisy-data VAE (reconstructs x̃)",
     "augment-vae": "Data augmentation, VAE (paper Sec. 4)",
     "augment-iwae": "Data augmentation, IWAE (paper Sec. 4)",
@@ -46,6 +48,8 @@ TRAIN_OBJECTIVE_NAMES = {
     "iwae": "IWAE bound",
     "dvae": "DVAE objective (Eq. 11, corrupted x̃)",
     "diwae": "DIWAE objective (Eq. 12, corrupted x̃)",
+    "dvae-mix": "DVAE-mix objective (semi-implicit bound, mixture of the M copies)",
+    "diwae-mix": "DIWAE-mix objective (balance-heuristic IW bound, mixture of the M copies)",
     "noisy-vae": "ELBO of the corrupted x̃",
 }
 STATUS_LABELS = {
@@ -159,7 +163,8 @@ def metric_rows(metrics: dict) -> list[dict]:
             "what": label,
             f"value ({NATS})": round(float(value), 2),
             "± std. error": None if stderr is None else round(float(stderr), 2),
-            "examples": metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
+            "examples": metrics.get("exact_examples") if key == "nll_exact" and metrics.get("exact_examples")
+            else metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
             else metrics.get("num_examples"),
         })
     return rows

@@ -133,3 +133,63 @@ def test_real_model_section_without_checkpoints(monkeypatch, tmp_path):
     empty.mkdir()
     at = open_page(monkeypatch, empty, tmp_path / "user")
     assert any("No checkpoints yet" in i.value for i in at.info)
+
+
+# --- section 4: the bridge ---------------------------------------------------------------------------
+
+def _chart(at: AppTest, title_start: str) -> dict:
+    import json
+
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return next(s for s in specs if s["layout"].get("title", {}).get("text", "").startswith(title_start))
+
+
+def test_bridge_on_the_tiny_model_shows_the_exact_l_cvae_and_both_sequences(page):
+    assert not any(m.label == "L_cvae (exact)" for m in page.metric)  # behind its button
+    page.button(key="bl_br_tiny_run").click().run()
+    assert not page.exception
+    values = metric_values(page)
+    section1_cvae = next(v for label, v in values.items() if label.startswith("L_cvae: ELBO"))
+    assert values["L_cvae (exact)"] == section1_cvae  # the same exact number, two routes
+    section1_kl = next(m.value for m in page.markdown if "E_x̃ KL(q(z|x̃) ‖ q̃(z|x)) = **" in m.value)
+    assert values["L_cvae − L_dvae = E KL(q(z|x̃) ‖ q̃) (exact)"] in section1_kl
+    assert values["U⁽¹⁾ (independent reading) − log p(x) (exact)"].startswith("+")  # the default view: not a bound
+    figure = _chart(page, "Tiny model")
+    names = [t.get("name", "") for t in figure["data"]]
+    assert "L⁽ᴷ⁾ exact" in names and "U⁽ᴷ⁾ exact" in names
+    assert any(n.startswith("L⁽ᴷ⁾: z scored") for n in names) and any(n.startswith("U⁽ᴷ⁾: x̃₀ left") for n in names)
+    assert figure["layout"]["xaxis"]["type"] == "log"
+    # moving a section-1 setting asks for a recomputation instead of silently recomputing
+    page.slider(key="bl_nu").set_value(0.3).run()
+    assert any("settings of section 1 changed" in i.value for i in page.info)
+    assert not any(m.label == "L_cvae (exact)" for m in page.metric)
+
+
+def test_bridge_on_a_checkpoint_brackets_the_gap_and_shows_one_example(page):
+    page.selectbox(key="bl_br_model").set_value("digits-dvae-2d")
+    page.number_input(key="bl_br_n").set_value(4)
+    page.selectbox(key="bl_br_kmax").set_value(16)
+    page.number_input(key="bl_br_repeats").set_value(4)
+    page.run()
+    page.button(key="bl_br_run").click().run()
+    assert not page.exception
+    values = metric_values(page)
+    low, high = (float(v) for v in values["KL gap L_cvae − L_dvae = E KL(q(z|x̃) ‖ q̃(z|x))"].strip("[]").split(","))
+    assert low <= high
+    cvae_low, cvae_high = (float(v) for v in values["L_cvae lies in [L⁽16⁾, U⁽16⁾]"].strip("[]").split(","))
+    assert cvae_low <= cvae_high
+    assert "U⁽¹⁾ (independent reading) − log p(x)" in values
+    mean_chart = _chart(page, "Averaged over 4 clean test examples")
+    assert mean_chart["layout"]["xaxis"]["type"] == "log"
+    assert any("exact" in a.get("text", "") for a in mean_chart["layout"]["annotations"])  # 2-D: exact log p(x)
+    _chart(page, "The price of the cheap objective")
+    page.selectbox(key="bl_br_example").set_value(2).run()
+    assert not page.exception
+    _chart(page, "Example #2")
+
+
+def test_bridge_section_without_checkpoints(monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at = open_page(monkeypatch, empty, tmp_path / "user")
+    assert sum("No checkpoints yet" in i.value for i in at.info) == 2  # sections 3 and 4
