@@ -29,6 +29,7 @@ PAGES = [
     st.Page("pages/samples.py", title="Samples", icon=":material/auto_awesome:", url_path="samples"),
     st.Page("pages/is_it_a_bound.py", title="Is it a bound?", icon=":material/balance:", url_path="is-it-a-bound"),
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:", url_path="checkpoints"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/grid_view:", url_path="experiments"),
 ]
 
 page = st.navigation(PAGES)

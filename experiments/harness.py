@@ -46,6 +46,8 @@ class Cell:
     config: TrainConfig
     paper: tuple[float, float] | None = None  # (mean, std) from dvae_engine.paper
     runs: list[dict] = field(default_factory=list)
+    row: str = ""  # where the cell sits in a grid (e.g. the heat map of the Experiments page): the model ...
+    column: str = ""  # ... and the noise level (or M, or noise type)
 
 
 def machine_description(device: str) -> str:
@@ -99,15 +101,16 @@ def run_grid(
             else:
                 results = [train(batch_configs[0], dataset, on_epoch=lambda r: report(0, r))]
             for i, config, result in zip(batch, batch_configs, results):
-                cells[i].runs.append(_evaluate_run(cells[i], config, result, x_test, dataset, importance_samples,
+                cells[i].runs.append(evaluate_run(cells[i], config, result, x_test, dataset, importance_samples,
                                                    repeats, log))
                 if on_cell_done is not None:
                     on_cell_done()
     return time.time() - started
 
 
-def _evaluate_run(cell: Cell, config: TrainConfig, result, x_test, dataset: Dataset, importance_samples: int,
-                  repeats: int, log) -> dict:
+def evaluate_run(cell: Cell, config: TrainConfig, result, x_test, dataset: Dataset, importance_samples: int,
+                 repeats: int, log) -> dict:
+    """One trained run's row of the tables (see the module docstring), with its per-epoch history."""
     device = next(result.model.parameters()).device
     kwargs = training_objective_kwargs(config, dataset.train_mean().to(device))
     k = config.num_samples * config.num_corruptions
@@ -134,6 +137,9 @@ def _evaluate_run(cell: Cell, config: TrainConfig, result, x_test, dataset: Data
     log(f"  {cell.label}: -bound {neg_bound:.2f}  -log p(x) {run['nll']:.2f} (plain {run['nll_plain']:.2f})  "
         f"-objective {run['neg_objective']:.2f}  above {run['num_above']}/{len(x_test)}")
     return run
+
+
+_evaluate_run = evaluate_run  # the name earlier scripts used
 
 
 def restore_runs(cells: Sequence[Cell], json_path: Path, meta: dict) -> float:
@@ -167,8 +173,47 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _seeds(done: int, planned: int) -> str:
+    return str(done) if done >= planned else f"{done} of {planned}"
+
+
+def table_markdown(cells: Sequence[Cell], meta: dict) -> str:
+    """The RESULTS-format table: paper value, −test bound, −log p(x) (corrected and plain), −training
+    objective, examples where the objective exceeds log p(x), and how many seeds finished; then the budget."""
+    seeds = max((len(c.runs) for c in cells), default=0)
+    planned = len(meta.get("seeds") or ()) or seeds
+    lines = [
+        f"| model | paper (−bound) | ours: −test bound | ours: −log p(x), mixture IS k={meta['importance_samples']} "
+        f"| ours: −log p(x), plain IS from q(z\\|x) | ours: −training objective "
+        f"| objective > log p(x) (examples) | seeds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cells:
+        above = sum(r["num_above"] for r in c.runs)
+        paper = "—" if c.paper is None else f"{c.paper[0]:.2f} ± {c.paper[1]:.2f}"
+        if not c.runs:
+            lines.append(f"| {c.label} | {paper} | not run yet | | | | | {_seeds(0, planned)} |")
+            continue
+        exact = " (exact)" if any(r.get("nll_method") == "exact" for r in c.runs) else ""
+        lines.append(
+            f"| {c.label} | {paper} | {_fmt([r['neg_test_bound'] for r in c.runs])} | "
+            f"{_fmt([r['nll'] for r in c.runs])}{exact} | {_fmt([r['nll_plain'] for r in c.runs])} | "
+            f"{_fmt([r['neg_objective'] for r in c.runs])} | {above} / {meta['eval_examples'] * len(c.runs)} | "
+            f"{_seeds(len(c.runs), planned)} |"
+        )
+    lines += [
+        "",
+        f"Budget: {meta['epochs']} epochs on {meta['train_examples']} training examples, {seeds} seed(s); "
+        f"evaluated on {meta['eval_examples']} random clean test examples; {meta['machine']}; "
+        f"{meta['seconds'] / 60:.1f} min in all. Numbers in nats per example (mean ± std over seeds). "
+        "Paper values: the paper's table, mean ± std over its 10 runs.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(cells: Sequence[Cell], out_dir: Path, name: str, meta: dict) -> tuple[Path, Path]:
-    """Write ``<name>.csv`` (one row per cell and seed), ``<name>.md`` (mean ± std) and ``<name>.json``."""
+    """Write ``<name>.csv`` (one row per cell and seed), ``<name>.md`` (mean ± std, see :func:`table_markdown`)
+    and ``<name>.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     keys = ["seed", "status", "epochs", "final_valid_elbo", "neg_test_bound", "nll", "nll_plain", "neg_objective",
@@ -181,34 +226,7 @@ def write_tables(cells: Sequence[Cell], out_dir: Path, name: str, meta: dict) ->
                 writer.writerow([c.label, c.config.objective, c.config.noise, c.config.noise_level,
                                  c.config.num_corruptions, c.config.num_samples, c.config.encoder_layers,
                                  "" if c.paper is None else c.paper[0], *[run.get(k, "") for k in keys]])
-    seeds = max((len(c.runs) for c in cells), default=0)
-    lines = [
-        f"| model | paper (−bound) | ours: −test bound | ours: −log p(x), mixture IS k={meta['importance_samples']} "
-        f"| ours: −log p(x), plain IS from q(z\\|x) | ours: −training objective "
-        f"| objective > log p(x) (examples) | seeds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for c in cells:
-        above = sum(r["num_above"] for r in c.runs)
-        paper = "—" if c.paper is None else f"{c.paper[0]:.2f} ± {c.paper[1]:.2f}"
-        if not c.runs:
-            lines.append(f"| {c.label} | {paper} | not run yet | | | | | 0 |")
-            continue
-        exact = " (exact)" if any(r.get("nll_method") == "exact" for r in c.runs) else ""
-        lines.append(
-            f"| {c.label} | {paper} | {_fmt([r['neg_test_bound'] for r in c.runs])} | "
-            f"{_fmt([r['nll'] for r in c.runs])}{exact} | {_fmt([r['nll_plain'] for r in c.runs])} | "
-            f"{_fmt([r['neg_objective'] for r in c.runs])} | {above} / {meta['eval_examples'] * len(c.runs)} | "
-            f"{len(c.runs)} |"
-        )
-    lines += [
-        "",
-        f"Budget: {meta['epochs']} epochs on {meta['train_examples']} training examples, {seeds} seed(s); "
-        f"evaluated on {meta['eval_examples']} random clean test examples; {meta['machine']}; "
-        f"{meta['seconds'] / 60:.1f} min in all. Numbers in nats per example (mean ± std over seeds). "
-        "Paper values: the paper's table, mean ± std over its 10 runs.",
-    ]
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path.write_text(table_markdown(cells, meta))
     with (out_dir / f"{name}.json").open("w") as f:
         json.dump({"meta": meta, "cells": [{"label": c.label, "config": c.config.to_dict(), "paper": c.paper,
                                             "runs": c.runs} for c in cells]}, f, indent=1)

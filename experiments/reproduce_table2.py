@@ -1,11 +1,13 @@
 """Reproduce the paper's Table 2 (Frey Face, Gaussian noise): 1-layer rows by default.
 
-    python experiments/reproduce_table2.py --epochs 500 --seeds 0 1 2
+    python experiments/reproduce_table2.py --epochs 500 --seeds 0 1 2 [--address auto | --no-ray]
 
 Gaussian noise levels 0, 2.5, 5, 7.5 are read as σ = 0, .025, .05, .075 on
 pixels scaled to [0, 1]. Frey Face has a Gaussian decoder, so log-likelihoods
 are densities (positive numbers of nats are normal here). Writes
-``experiments/results/table2.{csv,md,json}``.
+``experiments/results/table2.{csv,md,json}``. Runs as a Ray Tune experiment by default,
+one trial per (cell, seed) (see experiments/reproduce_table1.py and experiments/tune.py);
+``--no-ray`` trains in this process.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvae_engine.data import load_dataset  # noqa: E402
-from dvae_engine.paper import TABLE2  # noqa: E402
-from dvae_engine.training import TrainConfig  # noqa: E402
-from experiments.harness import Cell, machine_description, run_table  # noqa: E402
+from experiments import grids  # noqa: E402
+from experiments.harness import machine_description, run_table  # noqa: E402
+from experiments.tune import add_ray_arguments, run_with_ray  # noqa: E402
 
-ROWS = (("DVAE K=1", "dvae", 1), ("DVAE K=5", "dvae", 5), ("DIWAE K=5", "diwae", 5))
+ROWS = grids.ROWS
 
 
 def main(argv=None) -> None:
@@ -36,25 +38,24 @@ def main(argv=None) -> None:
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
-                        help="batch compatible cells with vmap (default: on a GPU only; on a CPU one by one is faster)")
+                        help="batch compatible cells with vmap (without Ray default: on a GPU only); with Ray: one "
+                             "trial per seed and group of cells")
     parser.add_argument("--fresh", action="store_true",
-                        help="ignore results of an interrupted earlier run with the same budget (default: resume)")
+                        help="start over: ignore (without Ray) or delete (with Ray) an earlier run of the same name")
+    add_ray_arguments(parser, "table2")
     args = parser.parse_args(argv)
+    args.dataset = "frey"
 
     dataset = load_dataset("frey")
-    cells = []
-    for layers in args.layers:
-        for label, objective, k in ROWS:
-            for level in args.noise_levels:
-                config = TrainConfig(dataset="frey", objective=objective, noise="gaussian", noise_level=level,
-                                     num_samples=k, encoder_layers=layers, latent_dim=args.latent_dim,
-                                     epochs=args.epochs, lr=args.lr, device=args.device)
-                cells.append(Cell(f"{label}, {layers} layer{'s' if layers > 1 else ''}, σ={level:g}", config,
-                                  TABLE2.get((label, layers, round(level, 4)))))
+    cells = grids.table2(layers=args.layers, noise_levels=args.noise_levels, latent_dim=args.latent_dim,
+                         epochs=args.epochs, lr=args.lr, device=args.device)
     meta = {"epochs": args.epochs, "seeds": args.seeds, "dataset": "frey", "train_examples": len(dataset.train),
             "eval_examples": len(dataset.test), "importance_samples": args.importance_samples,
             "machine": machine_description(args.device), "device": args.device}
-    md = run_table(cells, dataset, meta, args.out, "table2", sweep=args.sweep, fresh=args.fresh)
+    if args.ray:
+        md = run_with_ray(cells, meta, args, "table2", "table2")
+    else:
+        md = run_table(cells, dataset, meta, args.out, "table2", sweep=args.sweep, fresh=args.fresh)
     print(md.read_text())
 
 

@@ -51,7 +51,8 @@ def streamlit_server(shipped: Path, user: Path, log_path: Path):
     """``streamlit run app.py`` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
     port = free_port()
     env = {**os.environ, "DVAE_CHECKPOINT_DIR": str(shipped), "DVAE_USER_CHECKPOINT_DIR": str(user),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+           "DVAE_EXPERIMENTS_DIR": str(ROOT / "tests" / "data" / "experiments")}  # a recorded Ray Tune experiment
     with log_path.open("w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -144,3 +145,18 @@ def test_a_shared_deep_link_works_on_a_freshly_started_server(browser, tiny_chec
             assert "objective=diwae" in page.url  # the shared settings survive the reroute
         finally:
             page.close()
+
+
+def test_the_experiments_page_draws_the_recorded_grid_in_chromium(server, browser):
+    """The recorded Ray Tune experiment (tests/data/experiments/): progress, heat map and a cell's curves drawn."""
+    page = open_page(browser, f"{server}/experiments")
+    try:
+        page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=PAGE_TIMEOUT_MS)  # the grid's heat map
+        body = page.inner_text("body")
+        assert "table1-mnist-smoke" in body and "48 of 48 runs evaluated" in body
+        assert "Finished: every run trained and evaluated." in body
+        assert page.locator(".js-plotly-plot").count() == 2  # the heat map and one cell's curves
+        assert "paper 96.14" in page.locator(".js-plotly-plot").first.inner_text()  # the paper's value in a cell
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()

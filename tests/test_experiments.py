@@ -13,7 +13,7 @@ from experiments import reproduce_figure1, reproduce_table1
 def test_table1_script_writes_csv_markdown_and_json(tmp_path):
     reproduce_table1.main(["--dataset", "digits", "--epochs", "1", "--layers", "1", "--noise-levels", "0", "0.1",
                            "--eval-examples", "30", "--importance-samples", "50", "--max-valid-examples", "100",
-                           "--device", "cpu", "--out", str(tmp_path)])
+                           "--device", "cpu", "--out", str(tmp_path), "--no-ray"])
     rows = list(csv.DictReader((tmp_path / "table1.csv").open()))
     assert len(rows) == 6  # DVAE K=1, DVAE K=5, DIWAE K=5 at two noise levels
     assert {r["label"] for r in rows} >= {"DVAE K=1, 1 layer, 0%", "DIWAE K=5, 1 layer, 10%"}
@@ -32,7 +32,7 @@ def test_table1_script_writes_csv_markdown_and_json(tmp_path):
 
 def test_figure1_script_writes_histories_for_each_m(tmp_path):
     reproduce_figure1.main(["--dataset", "digits", "--epochs", "2", "--num-corruptions", "1", "2",
-                            "--device", "cpu", "--out", str(tmp_path)])
+                            "--device", "cpu", "--out", str(tmp_path), "--no-ray"])
     data = json.loads((tmp_path / "figure1.json").read_text())
     assert sorted((r["objective"], r["M"]) for r in data["runs"]) == [("diwae", 1), ("diwae", 2), ("dvae", 1),
                                                                        ("dvae", 2)]
@@ -55,7 +55,8 @@ def test_checkpoint_export_updates_one_manifest_entry_and_keeps_the_others(tmp_p
 
 def test_an_interrupted_table_resumes_with_the_cells_it_has(tmp_path, capsys):
     common = ["--dataset", "digits", "--epochs", "1", "--layers", "1", "--eval-examples", "20",
-              "--importance-samples", "20", "--max-valid-examples", "50", "--device", "cpu", "--out", str(tmp_path)]
+              "--importance-samples", "20", "--max-valid-examples", "50", "--device", "cpu", "--out", str(tmp_path),
+              "--no-ray"]
     reproduce_table1.main([*common, "--noise-levels", "0", "--sweep"])
     first = {r["label"]: r for r in csv.DictReader((tmp_path / "table1.csv").open())}
     capsys.readouterr()

@@ -384,3 +384,41 @@ def boundlab_bridge(model_args: tuple, x_code: int, noise: str, level: float, nu
     if exact is None:
         mc.update(cvae=point["cvae"], log_px=point["log_px"], expected_kl=point["expected_kl"])
     return exact, message, mc
+
+
+# --- Ray Tune experiment folders (the Experiments page) ------------------------------------------------------
+# Read as plain JSON (experiments/experiment_io.py): the app never imports Ray. A trial folder is parsed once per
+# version of its files; the experiment's status file is read afresh every time (it is tiny).
+
+
+def experiments_root() -> Path:
+    """Where experiments are listed from: ``$DVAE_EXPERIMENTS_DIR``, else ``experiments/ray_results/``."""
+    return Path(os.environ.get("DVAE_EXPERIMENTS_DIR") or ROOT / "experiments" / "ray_results")
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def experiment_folders(root: str) -> list[str]:
+    """The experiment folders under ``root``, newest first."""
+    from experiments.experiment_io import list_experiments
+
+    return [str(p) for p in list_experiments(root)]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4096)
+def _trial(folder: str, key: tuple):
+    from experiments.experiment_io import read_trial
+
+    return read_trial(Path(folder))
+
+
+def _cached_trial(trial_dir: Path):
+    from experiments.experiment_io import trial_key
+
+    return _trial(str(trial_dir), trial_key(trial_dir))
+
+
+def experiment(folder: str | Path):
+    """The experiment at ``folder`` as it is now (raises ExperimentError when it is none); trials cached per version."""
+    from experiments.experiment_io import read_experiment
+
+    return read_experiment(folder, read_trial=_cached_trial)
