@@ -136,7 +136,7 @@ def test_three_browsers_share_views_never_control(chromium, tiny_checkpoints, tm
             # --- and Alice, only Alice, stops her run -----------------------------------------------------
             assert stop_buttons(alice) == 1
             alice.get_by_role("button", name=re.compile(r"Stop$")).first.click()
-            alice.wait_for_selector("text=Stopped during epoch", timeout=PAGE_TIMEOUT_MS)
+            alice.wait_for_selector("text=Stopped in epoch", timeout=PAGE_TIMEOUT_MS)
             no_exception(alice)
         finally:
             for context in (alice_ctx, bob_ctx, carol_ctx):
