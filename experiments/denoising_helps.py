@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     parser.add_argument("--set", dest="sets", action="append", metavar="TITLE=PATTERN",
                         help="a group of evaluations to compare, e.g. 'MNIST, dynamic, 60 epochs="
                              "mnist-{model}-dynamic{seed}-e60' (repeatable); the dataset is the pattern's first word; "
-                             "{model} and {seed} ('' for seed 0, '-s1', …) are filled in")
+                             "{model} and {seed} ('' or '-s0' for seed 0, '-s1', …) are filled in")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", default="", help="a sentence on the training budget, printed under the table")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
@@ -112,9 +112,11 @@ def main(argv=None) -> None:
                 continue
             plain, noisy, seeds = [], [], []
             for seed in args.seeds:
-                suffix = "" if seed == 0 else f"-s{seed}"
-                a = load_log_px(pattern.format(model=plain_model, seed=suffix))
-                b = load_log_px(pattern.format(model=noisy_model, seed=suffix))
+                suffixes = ["", "-s0"] if seed == 0 else [f"-s{seed}"]  # seed 0: the headline run or its copy
+                a = next((v for x in suffixes if (v := load_log_px(pattern.format(model=plain_model, seed=x)))
+                          is not None), None)
+                b = next((v for x in suffixes if (v := load_log_px(pattern.format(model=noisy_model, seed=x)))
+                          is not None), None)
                 if a is not None and b is not None:
                     plain.append(a)
                     noisy.append(b)
