@@ -9,13 +9,14 @@ import os
 import streamlit as st
 import torch
 
-from ui import training_view
+from ui import boot, cache, training_view
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
-# Interactive figures run many small tensor ops: on a small CPU, extra OpenMP threads only fight with the
-# background training jobs (which get their own share of the cores in dvae_engine.jobs).
-torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+# Interactive figures (this script run's thread): every core while no training job runs in this server, half of
+# them while one does, so the two do not fight (training threads set their own share in dvae_engine.jobs).
+CORES = os.cpu_count() or 2
+torch.set_num_threads(CORES if cache.job_registry().running_count() == 0 else max(1, CORES // 2))
 
 # Keep this browser's owner id in the URL on every page, so a refresh anywhere finds its training jobs.
 training_view.owner_id()
@@ -31,4 +32,7 @@ PAGES = [
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:", url_path="checkpoints"),
 ]
 
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+finally:
+    boot.freeze_long_lived_objects()  # once per server process: later collections skip torch's object graph

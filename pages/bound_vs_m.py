@@ -165,7 +165,7 @@ def render() -> list:
     curves = curves_of(batch_jobs, saved)
     if curves and any(c.history.get("epoch") for c in curves):
         figure = view.bound_vs_m_figure(curves)
-        st.plotly_chart(figure, key="bvm-figure")
+        figures.show(figure)
         figures.html_download(figure, "bound-vs-M", "bvm-figure")
     elif batch_jobs:
         st.info("The curves appear after each run's first epoch.")

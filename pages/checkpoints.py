@@ -92,8 +92,8 @@ for path in files:
             else:
                 middle.caption("No test metrics stored (e.g. a stopped or diverged run).")
             if epochs:
-                right.plotly_chart(view.sparkline(history), config={"displayModeBar": False},
-                                   key=f"ckpt-spark-{path.stem}")
+                with right:
+                    view.show(view.sparkline(history))
                 right.caption(f"clean validation ELBO per epoch; last {history['valid_elbo'][-1]:.2f} {view.NATS}")
         actions = st.columns([2, 3, 2, 3])
         actions[0].download_button("Download", data=path.read_bytes(), file_name=path.name,

@@ -2,7 +2,7 @@
 
 * ``st.cache_resource`` for things that must not be copied per rerun: the job
   registry (shared by every session), loaded models, full datasets (tensors of
-  up to 150 MB, treated as read-only).
+  up to 150 MB, treated as read-only), checkpoint summaries (read on every rerun).
 * ``st.cache_data`` for small derived values (checkpoint listings, image subsets).
 
 Checkpoint folders: the shipped, pretrained models live in ``checkpoints/``
@@ -200,7 +200,7 @@ def tsne_mixture(component_loc, clean_loc, seed: int):
 
 # --- Home, Train, Bound vs M and Checkpoints pages -------------------------------------------
 
-@st.cache_data(show_spinner=False, max_entries=512)
+@st.cache_resource(show_spinner=False, max_entries=512)
 def _checkpoint_info(path: str, mtime: float, size: int) -> dict:
     from dvae_engine.training import TrainConfig
 
@@ -221,7 +221,9 @@ def _checkpoint_info(path: str, mtime: float, size: int) -> dict:
 def checkpoint_info(path: str | Path) -> dict:
     """A checkpoint's config, history, metrics and status without building its model (cached per file version).
 
-    ``{"error": message, "size": bytes}`` when the file is not a readable checkpoint.
+    ``{"error": message, "size": bytes}`` when the file is not a readable checkpoint. The same dict
+    is handed to every caller (``cache_resource``: model choosers call this for every option on
+    every rerun, and a copy each time cost more than the rest of the rerun): read it, never change it.
     """
     stat = Path(path).stat()
     return _checkpoint_info(str(path), stat.st_mtime, stat.st_size)
@@ -242,6 +244,36 @@ def manifest() -> dict[str, dict]:
     """``checkpoints/manifest.json`` by file name (description, test metrics); empty when absent."""
     path = shipped_dir() / "manifest.json"
     return _manifest(str(path), path.stat().st_mtime) if path.is_file() else {}
+
+
+TEACHING_LEVEL = 0.10  # the noise level of the Home page's picture: 10 % salt-and-pepper
+
+
+def picture_dataset() -> str:
+    """The dataset the Home page draws its picture with: MNIST when it is on disk, else scikit-learn's digits."""
+    return "mnist" if offline_datasets().get("mnist") else "digits"
+
+
+def teaching_model(same_dataset_only: bool = False) -> Path | None:
+    """The shipped DVAE the Home page teaches with: salt-and-pepper, trained nearest 10 %, on the picture's dataset.
+
+    Posterior and Reconstructions open on it. Unless ``same_dataset_only``, a shipped salt-and-pepper
+    DVAE of another dataset (MNIST first) stands in when the picture's dataset has none.
+    """
+    dataset = picture_dataset()
+    candidates = []
+    for path in checkpoint_files():
+        info = checkpoint_info(path)
+        if not is_shipped(path) or info["error"]:
+            continue
+        config = info["config"]
+        if config.objective != "dvae" or config.noise != "salt-pepper":
+            continue
+        if same_dataset_only and config.dataset != dataset:
+            continue
+        candidates.append(((config.dataset != dataset, config.dataset != "mnist",
+                            abs(config.noise_level - TEACHING_LEVEL), path.name), path))
+    return min(candidates)[1] if candidates else None
 
 
 def find_checkpoint(stem: str | None) -> Path | None:

@@ -4,7 +4,7 @@
   URL (``?owner=``) so a refresh still sees its own training jobs.
 * Labels: :func:`progress_text`, :func:`metric_rows` (every number says what it is, in
   nats per example), :func:`config_rows`.
-* Plotly figures: :func:`history_figure` (live training curves), :func:`sparkline`,
+* Figures (SVG, :mod:`ui.svgplot`): :func:`history_figure` (live training curves), :func:`sparkline`,
   :func:`bound_vs_m_figure` (the paper's Figure 1), :func:`dvae_diagram` (the Home picture).
 
 Colours are the Okabe–Ito palette (colour-blind safe). No arithmetic on model outputs
@@ -13,22 +13,19 @@ happens here: figures only draw numbers the engine computed.
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from dvae_engine.cli import format_eta
 from dvae_engine.jobs import JobSnapshot
 from dvae_engine.training import TrainConfig
-from ui.figures import PALETTE, html_download
+from ui.figures import PALETTE, html_download, image_bytes, show
+from ui.svgplot import Chart, esc, figure_html, legend_html, png_data_uri
 
 OKABE_ITO = PALETTE  # the colour-blind-safe palette of ui/figures.py
 NATS = "nats per example"
@@ -159,19 +156,11 @@ def config_rows(config: TrainConfig) -> dict[str, str]:
 
 # --- figures ---------------------------------------------------------------------------------
 
-def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=50 if title else 20, b=10), template="plotly_white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), font=dict(size=14),
-        title=dict(text=title) if title else None,
-    )
-    return fig
-
-
-def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.Figure:
+def history_figure(history: dict, config: TrainConfig, height: int = 360) -> str:
     """Training objective and clean validation bounds per epoch (higher is better)."""
-    fig = go.Figure()
     epochs = history.get("epoch", [])
+    chart = Chart(width=820, height=height, x_title="epoch", y_title=f"{NATS} (higher is better)",
+                  name="training-curves", x_range=(0, 1) if len(epochs) < 2 else None)
     series = [
         ("train_objective", f"training objective: {TRAIN_OBJECTIVE_NAMES.get(config.objective, config.objective)}",
          OKABE_ITO[1], "dot"),
@@ -183,24 +172,21 @@ def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.
         values = history.get(key) or []
         if not values or all(v is None for v in values):
             continue
-        fig.add_trace(go.Scatter(x=epochs, y=values, name=name, mode="lines+markers",
-                                 line=dict(color=colour, dash=dash, width=3), marker=dict(size=5)))
-    fig.update_xaxes(title_text="epoch", rangemode="tozero" if len(epochs) < 2 else "normal")
-    fig.update_yaxes(title_text=f"{NATS} (higher is better)")
-    return _layout(fig, height)
+        y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        chart.line(epochs, y, name=name, color=colour, dash=dash, width=3, markers=True, marker_size=6)
+    return chart.to_html()
 
 
-def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> go.Figure:
-    """A tiny line of one history series (default: clean validation ELBO per epoch)."""
-    values = history.get(key) or []
-    fig = go.Figure(go.Scatter(
-        x=history.get("epoch", []), y=values, mode="lines", line=dict(color=OKABE_ITO[0], width=2),
-        hovertemplate="epoch %{x}: %{y:.2f} " + NATS + "<extra>clean validation ELBO</extra>",
-    ))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), template="plotly_white", showlegend=False)
-    return fig
+def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> str:
+    """A tiny line of one history series (default: clean validation ELBO per epoch), no axes."""
+    values = np.array([np.nan if v is None else v for v in (history.get(key) or [])], dtype=np.float64)
+    epochs = history.get("epoch", [])
+    chart = Chart(width=320, height=height, axes=False, name="sparkline")
+    if len(values):
+        last = values[np.isfinite(values)][-1] if np.isfinite(values).any() else np.nan
+        chart.line(epochs, values, color=OKABE_ITO[0], width=2, show_legend=False,
+                   tooltip=f"clean validation ELBO: {last:.2f} {NATS} after epoch {epochs[-1]}")
+    return chart.to_html()
 
 
 @dataclass
@@ -214,103 +200,113 @@ class Curve:
     live: bool = False
 
 
-def bound_vs_m_figure(curves: Sequence[Curve], height: int = 480) -> go.Figure:
+def bound_vs_m_figure(curves: Sequence[Curve], height: int = 440) -> str:
     """The paper's Figure 1: bound per epoch for M = 1, 5, 10, DVAE solid and DIWAE dashed.
 
     Left: the training objective each run maximises (on corrupted inputs); right: the
     clean validation ELBO, the same yardstick for every run.
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
-        "training objective (bound on log p(x), corrupted x̃)", "clean validation ELBO (k = 1)"))
     ms = sorted({c.num_corruptions for c in curves})
     colour = {m: OKABE_ITO[i % len(OKABE_ITO)] for i, m in enumerate(ms)}
     dashes = {"DVAE": "solid", "DIWAE": "dash", "VAE": "dot", "IWAE": "dashdot"}
-    for curve in curves:
-        epochs = curve.history.get("epoch", [])
-        style = dict(color=colour[curve.num_corruptions], dash=dashes.get(curve.model_name, "longdash"), width=3)
-        group = f"{curve.label}"
-        for col, key in ((1, "train_objective"), (2, "valid_elbo")):
-            fig.add_trace(go.Scatter(
-                x=epochs, y=curve.history.get(key) or [], name=curve.label, legendgroup=group, showlegend=col == 1,
-                mode="lines", line=style,
-                hovertemplate=f"{curve.label}<br>epoch %{{x}}: %{{y:.2f}} {NATS}<extra></extra>",
-            ), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text=f"training objective ({NATS})", row=1, col=1)
-    fig.update_yaxes(title_text=f"clean validation ELBO ({NATS})", row=1, col=2)
-    _layout(fig, height)
-    fig.update_layout(legend=dict(y=-0.18, yanchor="top"), margin=dict(t=40, b=10))
-    return fig
-
-
-def _png_uri(image: np.ndarray, border: str | None, scale: int) -> str:
-    """An (H, W) array in [0, 1] as a data URI: black ink on white, upscaled, optionally framed."""
-    from PIL import Image, ImageOps
-
-    pixels = (255 * (1.0 - np.clip(image, 0.0, 1.0))).astype(np.uint8)
-    img = Image.fromarray(pixels, mode="L").resize((image.shape[1] * scale, image.shape[0] * scale),
-                                                   Image.NEAREST).convert("RGB")
-    if border:
-        img = ImageOps.expand(img, border=max(2, scale // 2), fill=border)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    panels = []
+    for key, subtitle, y_title in (
+            ("train_objective", "training objective (bound on log p(x), corrupted x̃)", f"training objective ({NATS})"),
+            ("valid_elbo", "clean validation ELBO (k = 1)", f"clean validation ELBO ({NATS})")):
+        chart = Chart(width=400, height=height, title=subtitle, x_title="epoch", y_title=y_title, name=key,
+                      font_size=16)
+        for curve in curves:
+            values = [np.nan if v is None else v for v in (curve.history.get(key) or [])]
+            chart.line(curve.history.get("epoch", []), values, name=curve.label, color=colour[curve.num_corruptions],
+                       dash=dashes.get(curve.model_name, "longdash"), width=3,
+                       tooltip=f"{curve.label}: {key.replace('_', ' ')}")
+        panels.append(chart)
+    legend = legend_html(panels[0].legend_items)
+    body = "".join(f'<div style="flex:1 1 420px;min-width:0">{figure_html(p.to_svg(), p.title, name=p.name)}</div>'
+                   for p in panels)
+    return figure_html(f'<div style="display:flex;flex-wrap:wrap;gap:.5em">{body}</div>', legend=legend,
+                       name="bound-vs-m")
 
 
 def dvae_diagram(x_clean: np.ndarray, x_noisy: Sequence[np.ndarray], x_out: np.ndarray | None,
-                 noise_label: str, height: int = 330) -> go.Figure:
+                 noise_label: str, height: int = 330) -> str:
     """The DVAE in one picture: x → M corrupted copies x̃ → encoder → mixture q̃(z|x) → decoder → x.
 
-    ``x_clean``, each ``x_noisy[m]`` and ``x_out`` (decoder means, or ``None``) are (H, W) images.
-    The posterior panel is a schematic: one Gaussian q(z|x̃⁽ᵐ⁾) per corrupted copy, in its colour.
+    ``x_clean``, each ``x_noisy[m]`` and ``x_out`` (decoder means, or ``None``) are (H, W) images,
+    drawn black ink on white. The posterior panel is a schematic: one Gaussian q(z|x̃⁽ᵐ⁾) per
+    corrupted copy, in its colour. ``height`` is the drawing's height in px at full width.
     """
-    fig = go.Figure()
-    scale = max(1, 112 // max(x_clean.shape))
+    unit = height / 4.1  # px per diagram unit; the diagram spans 12.4 × 4.1 units
+    width, total_h = 12.4 * unit, 4.1 * unit
+
+    def px(x):
+        return x * unit
+
+    def py(y):
+        return (3.8 - y) * unit  # y up, as drawn before, from 3.8 at the top to −0.3 at the bottom
+
     colours = OKABE_ITO[: len(x_noisy)]
+    out = []
 
     def image(img, x, y, size, border=None):
-        fig.add_layout_image(source=_png_uri(img, border, scale), x=x, y=y, sizex=size, sizey=size,
-                             xref="x", yref="y", xanchor="center", yanchor="middle", layer="above")
+        ink = png_data_uri(image_bytes(1.0 - np.clip(img, 0.0, 1.0)))
+        side = size * unit
+        x0, y0 = px(x) - side / 2, py(y) - side / 2
+        if border:
+            out.append(f'<rect x="{x0 - 3:.1f}" y="{y0 - 3:.1f}" width="{side + 6:.1f}" height="{side + 6:.1f}" '
+                       f'fill="{border}"/>')
+        out.append(f'<image href="{ink}" x="{x0:.1f}" y="{y0:.1f}" width="{side:.1f}" height="{side:.1f}" '
+                   f'preserveAspectRatio="none" style="image-rendering:pixelated"/>')
 
     def arrow(x0, x1, y=2.0):
-        fig.add_annotation(x=x1, y=y, ax=x0, ay=y, xref="x", yref="y", axref="x", ayref="y", text="",
-                           showarrow=True, arrowhead=3, arrowsize=1.4, arrowwidth=2, arrowcolor="#555")
+        out.append(f'<path d="M{px(x0):.1f},{py(y):.1f} H{px(x1) - 9:.1f}" stroke="#555" stroke-width="2.5"/>'
+                   f'<path d="M{px(x1):.1f},{py(y):.1f} l-13,-7 v14 z" fill="#555"/>')
 
-    def label(x, y, text, size=15):
-        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(size=size))
+    def label(x, y, lines, size=19):
+        # a line is text, or (text, subscript, text): E with p(x̃|x) set below the line
+        def line_svg(line):
+            if isinstance(line, str):
+                return esc(line)
+            before, sub, after = line
+            return (f'{esc(before)}<tspan baseline-shift="sub" font-size="75%">{esc(sub)}</tspan>'
+                    f'<tspan baseline-shift="0">{esc(after)}</tspan>')
 
-    def box(x0, x1, text):
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=1.45, y1=2.55, line=dict(color="#555", width=2),
-                      fillcolor="#f2f2f2", layer="below")
-        label((x0 + x1) / 2, 2.0, text)
+        tspans = "".join(f'<tspan x="{px(x):.1f}" dy="{0 if i == 0 else 1.2:.1f}em">{line_svg(line)}</tspan>'
+                         for i, line in enumerate(lines))
+        shift = -(len(lines) - 1) * 0.6
+        out.append(f'<text x="{px(x):.1f}" y="{py(y):.1f}" text-anchor="middle" font-size="{size}" '
+                   f'dominant-baseline="middle"><tspan dy="{shift:.1f}em"></tspan>{tspans}</text>')
+
+    def box(x0, x1, lines):
+        out.append(f'<rect x="{px(x0):.1f}" y="{py(2.55):.1f}" width="{px(x1) - px(x0):.1f}" '
+                   f'height="{py(1.45) - py(2.55):.1f}" fill="#f2f2f2" stroke="#555" stroke-width="2" rx="4"/>')
+        label((x0 + x1) / 2, 2.0, lines, 21)
 
     image(x_clean, 0.9, 2.0, 1.4, border="#bbbbbb")
-    label(0.9, 0.95, "clean x")
+    label(0.9, 0.95, ["clean x"])
     arrow(1.7, 2.45)
-    label(2.05, 2.35, "p(x̃|x)", 13)
+    label(2.05, 2.4, ["p(x̃|x)"], 19)
     for m, (img, colour) in enumerate(zip(x_noisy, colours)):
         image(img, 3.1, 3.1 - 1.05 * m, 0.9, border=colour)
-    label(3.1, 0.05, f"M = {len(x_noisy)} corrupted x̃<br>({noise_label})", 13)
+    label(3.1, -0.05, [f"M = {len(x_noisy)} corrupted x̃", f"({noise_label})"], 18)
     arrow(3.75, 4.25)
-    box(4.25, 5.85, "encoder<br>q(z|x̃)")
+    box(4.25, 5.85, ["encoder", "q(z|x̃)"])
     arrow(5.85, 6.35)
-    # schematic mixture: one ellipse per corrupted copy, overlapping
-    for m, colour in enumerate(colours):
+    for m, colour in enumerate(colours):  # schematic mixture: one ellipse per corrupted copy, overlapping
         cx, cy = 7.2 + 0.25 * (m - 1), 2.0 + 0.22 * ((m % 2) * 2 - 1) * (m > 0)
-        fig.add_shape(type="circle", x0=cx - 0.55, x1=cx + 0.55, y0=cy - 0.42, y1=cy + 0.42,
-                      line=dict(color=colour, width=3), fillcolor=colour, opacity=0.25)
-    label(7.2, 0.95, "mixture posterior<br>q̃(z|x) = E<sub>p(x̃|x)</sub>[q(z|x̃)]", 13)
+        out.append(f'<ellipse cx="{px(cx):.1f}" cy="{py(cy):.1f}" rx="{0.55 * unit:.1f}" ry="{0.42 * unit:.1f}" '
+                   f'fill="{colour}" fill-opacity="0.25" stroke="{colour}" stroke-width="3"/>')
+    label(7.2, 0.9, ["mixture posterior", ("q̃(z|x) = E", "p(x̃|x)", "[q(z|x̃)]")], 18)
     arrow(8.05, 8.55)
-    box(8.55, 10.15, "decoder<br>p(x|z)")
+    box(8.55, 10.15, ["decoder", "p(x|z)"])
     arrow(10.15, 10.65)
     image(x_out if x_out is not None else x_clean, 11.45, 2.0, 1.4, border="#bbbbbb")
-    label(11.45, 0.95, "scores the clean x<br>log p(x|z)" if x_out is None else "decoder mean<br>(scored on clean x)",
-          13)
-    fig.update_xaxes(visible=False, range=[0, 12.4], fixedrange=True)
-    fig.update_yaxes(visible=False, range=[-0.3, 3.8], fixedrange=True)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), template="plotly_white", showlegend=False,
-                      dragmode=False)
-    return fig
+    label(11.45, 0.9, ["scores the clean x", "log p(x|z)"] if x_out is None else
+          ["decoder mean", "(scored on clean x)"], 18)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {total_h:.0f}" width="100%" '
+           f'style="max-width:{width:.0f}px;height:auto;display:block;font-family:inherit" fill="#2a3f5f" '
+           f'role="img" aria-label="One DVAE training step">{"".join(out)}</svg>')
+    return figure_html(svg, name="dvae-diagram")
 
 
 # --- widget state that survives page switches and refreshes -------------------------------------
@@ -353,7 +349,7 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
             st.progress(job.progress, text=progress_text(job))
         if curves and job.history.get("epoch"):
             curves = history_figure(job.history, job.config)
-            st.plotly_chart(curves, key=f"curves-{job.id}")
+            show(curves)
             html_download(curves, f"{job.name}-curves", f"curves-{job.id}")
         path = Path(job.checkpoint_path) if job.checkpoint_path else None
         message = job.message[:1].upper() + job.message[1:]
