@@ -9,14 +9,14 @@ import os
 import streamlit as st
 import torch
 
-from ui import boot, cache, training_view
+from ui import boot, training_view
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
 # Interactive figures (this script run's thread): every core while no training job runs in this server, half of
 # them while one does, so the two do not fight (training threads set their own share in dvae_engine.jobs).
 CORES = os.cpu_count() or 2
-torch.set_num_threads(CORES if cache.job_registry().running_count() == 0 else max(1, CORES // 2))
+torch.set_num_threads(CORES if boot.training_threads() == 0 else max(1, CORES // 2))
 
 # Keep this browser's owner id in the URL on every page, so a refresh anywhere finds its training jobs.
 training_view.owner_id()

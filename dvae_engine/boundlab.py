@@ -635,11 +635,14 @@ def monte_carlo_diwae_levels(
     num_samples: int,
     num_draws: int = 4096,
     seed: int = 0,
+    workers: int = 1,
 ) -> np.ndarray:
     """:func:`monte_carlo_diwae` at several noise levels with common random numbers: ``(len(levels), num_draws)``.
 
     Row r equals ``monte_carlo_diwae(..., levels[r], ..., seed)``: every level starts the same
     random stream, so the uniforms, coins and ε are drawn once and only the corruption differs.
+    ``workers`` > 1 scores the levels in that many threads (numpy releases the GIL); the
+    result does not depend on it.
     """
     if num_corruptions < 1 or num_samples < 1:
         raise ValueError("num_corruptions (M) and num_samples (K) must be >= 1")
@@ -649,14 +652,29 @@ def monte_carlo_diwae_levels(
     x_bits = binary_inputs(model.num_pixels)[x_code]
     draws = _corruption_draws(noise, (num_draws * m, model.num_pixels), rng)
     eps = rng.standard_normal((num_draws, m, k, model.latent_dim))
-    rows = []
-    for level in levels:
-        noisy = bits_to_code(_apply_corruption(x_bits, noise, level, draws)).reshape(num_draws, m, 1)
-        noisy = np.broadcast_to(noisy, (num_draws, m, k))  # (n, M, K)
-        z = model.z_loc[noisy] + np.exp(0.5 * model.z_log_var[noisy]) * eps  # (n, M, K, L)
+
+    def score(task: tuple[float, slice]) -> np.ndarray:
+        level, part = task  # one level, draws part.start:part.stop (draw i uses rows i·M … i·M + M − 1)
+        rows = {key: value[part.start * m:part.stop * m] for key, value in draws.items()}
+        n = part.stop - part.start
+        noisy = bits_to_code(_apply_corruption(x_bits, noise, level, rows)).reshape(n, m, 1)
+        noisy = np.broadcast_to(noisy, (n, m, k))  # (n, M, K)
+        z = model.z_loc[noisy] + np.exp(0.5 * model.z_log_var[noisy]) * eps[part]  # (n, M, K, L)
         log_w = model.log_joint(x_bits, z) - model.encoder_log_density(z, noisy)  # (n, M, K)
-        rows.append(logsumexp(log_w.reshape(num_draws, m * k), axis=1) - math.log(m * k))
-    return np.stack(rows)
+        return logsumexp(log_w.reshape(n, m * k), axis=1) - math.log(m * k)
+
+    # a few parts per level, so that one level alone also spreads over the workers
+    bounds = np.linspace(0, num_draws, max(1, min(workers, num_draws)) + 1).astype(int)
+    parts = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    tasks = [(level, part) for level in levels for part in parts]
+    if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            scored = list(pool.map(score, tasks))
+    else:
+        scored = [score(task) for task in tasks]
+    return np.stack([np.concatenate(scored[i:i + len(parts)]) for i in range(0, len(scored), len(parts))])
 
 
 def diwae_expectation(
@@ -670,14 +688,15 @@ def diwae_expectation(
     seed: int = 0,
     grid: LatentGrid | None = None,
     sample_budget: int = 2**18,
+    workers: int = 1,
 ) -> dict:
     """E[DIWAE(M, K)] (Eq. 12): ``{"mean", "stderr", "exact"}``.
 
     For M = K = 1 this is L_dvae(joint), computed exactly (``exact=True``,
     stderr 0). Otherwise there is no closed form and it is a Monte Carlo
     estimate over ``num_draws`` draws (``exact=False``; by default
-    max(1024, sample_budget // (M·K)) draws). ``gap`` is log p(x) minus the
-    mean. The expectation is ≤ log p(x) for
+    max(1024, sample_budget // (M·K)) draws; ``workers`` threads score them, with the same
+    result). ``gap`` is log p(x) minus the mean. The expectation is ≤ log p(x) for
     every M, K (each term is an importance-sampling estimate of p(x) with a
     valid proposal).
     """
@@ -685,7 +704,8 @@ def diwae_expectation(
         exact = exact_quantities(model, x_code, noise, level, grid)
         return {"mean": exact["dvae_joint"], "stderr": 0.0, "exact": True, "gap": exact["gap_dvae_joint"]}
     num_draws = num_draws or max(1024, sample_budget // (num_corruptions * num_samples))
-    draws = monte_carlo_diwae(model, x_code, noise, level, num_corruptions, num_samples, num_draws, seed)
+    draws = monte_carlo_diwae_levels(model, x_code, noise, [level], num_corruptions, num_samples, num_draws, seed,
+                                     workers=workers)[0]
     out = _mean_stderr(draws)
     return {**out, "exact": False, "gap": log_marginal(model, x_code, grid) - out["mean"]}
 
@@ -702,12 +722,13 @@ def diwae_sweep(
     grid: LatentGrid | None = None,
     sample_budget: int = 2**15,
     exact_sweep: dict | None = None,
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """:func:`diwae_expectation` at each noise level: ``mean``, ``stderr``, ``gap`` arrays and ``exact`` (bool).
 
     Every level reuses the same seed (common random numbers), so the curve is
     smooth in ν. ``exact_sweep`` (the :func:`noise_sweep` of the same levels)
-    saves recomputing it when M = K = 1.
+    saves recomputing it when M = K = 1. ``workers``: threads for the Monte Carlo levels (same result).
     """
     levels = [float(v) for v in levels]
     if num_corruptions == 1 and num_samples == 1:
@@ -715,7 +736,8 @@ def diwae_sweep(
         mean = exact["dvae_joint"]
         return {"mean": mean, "stderr": np.zeros_like(mean), "exact": True, "gap": exact["log_px"] - mean}
     num_draws = num_draws or max(512, sample_budget // (num_corruptions * num_samples))
-    rows = monte_carlo_diwae_levels(model, x_code, noise, levels, num_corruptions, num_samples, num_draws, seed)
+    rows = monte_carlo_diwae_levels(model, x_code, noise, levels, num_corruptions, num_samples, num_draws, seed,
+                                    workers=workers)
     mean = np.array([r.mean() for r in rows])
     stderr = np.array([r.std(ddof=1) / math.sqrt(len(r)) for r in rows])
     return {"mean": mean, "stderr": stderr, "exact": False, "gap": log_marginal(model, x_code, grid) - mean}

@@ -139,7 +139,6 @@ class JobRegistry:
         self.data_dir = data_dir
         self.eval_examples = eval_examples
         self.eval_importance_samples = eval_importance_samples
-        preload_lazy_imports()
         atexit.register(self.shutdown)
         self._lock = threading.Lock()
         self._jobs: dict[str, JobSnapshot] = {}
@@ -188,6 +187,9 @@ class JobRegistry:
         or with ``queue=True`` puts the job in the queue (status ``queued``) unless
         ``max_queued`` jobs already wait there.
         """
+        # in the caller's thread, before any training thread exists; not in __init__, where it cost every new
+        # server seconds on the first page that merely lists jobs
+        preload_lazy_imports()
         job_id = uuid.uuid4().hex[:10]
         stamp = time.strftime("%Y%m%d-%H%M%S")
         with self._lock:

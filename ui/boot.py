@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import gc
 import runpy
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -38,6 +39,15 @@ def run_through_app() -> None:
 
 
 _frozen = False
+
+
+def training_threads() -> int:
+    """How many training jobs run in this server now (``dvae_engine.jobs`` names their threads ``train-<id>``).
+
+    Counted from the threads themselves, so asking does not build the job registry (whose first
+    optimizer imports torch._dynamo: seconds, on the first page a new server shows).
+    """
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith("train-") and thread.is_alive())
 
 
 def freeze_long_lived_objects() -> None:

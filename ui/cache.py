@@ -108,10 +108,13 @@ def boundlab_sweep(model_args: tuple, x_code: int, noise: str, levels: tuple[flo
                    num_samples: int) -> tuple[dict, dict]:
     """Exact quantities at every level in ``levels`` and the DIWAE(M, K) expectation (exact or Monte Carlo)."""
     from dvae_engine import boundlab
+    from ui.boot import training_threads
 
     model = boundlab_model(*model_args)
     sweep = boundlab.noise_sweep(model, x_code, noise, levels)
-    return sweep, boundlab.diwae_sweep(model, x_code, noise, levels, num_corruptions, num_samples, exact_sweep=sweep)
+    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # the Monte Carlo levels, in parallel when idle
+    return sweep, boundlab.diwae_sweep(model, x_code, noise, levels, num_corruptions, num_samples, exact_sweep=sweep,
+                                       workers=workers)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -119,10 +122,12 @@ def boundlab_point(model_args: tuple, x_code: int, noise: str, level: float, num
                    num_samples: int) -> tuple[dict, dict, dict]:
     """At one noise level: the exact quantities, the DIWAE(M, K) expectation and the latent densities."""
     from dvae_engine import boundlab
+    from ui.boot import training_threads
 
     model = boundlab_model(*model_args)
+    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # Monte Carlo draws, in parallel when idle
     return (boundlab.exact_quantities(model, x_code, noise, level),
-            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples),
+            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples, workers=workers),
             boundlab.latent_densities(model, x_code, noise, level, max_components=12))
 
 
@@ -185,6 +190,39 @@ def true_posterior(path: str | Path, x_clean):
     """p(z|x) of a 2-D latent model on a grid for one image (numpy ``(D,)``); independent of the noise."""
     path = Path(path)
     return _true_posterior(str(path), path.stat().st_mtime, x_clean)
+
+
+_prefetcher = None
+
+
+def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
+    """Start computing, in one background thread, the true posteriors of test images ``index`` ± 1 for these
+    2-D models, so that stepping to the next or previous image finds them ready.
+
+    The grid costs a few hundred ms per model and image on a small CPU. A page that asks for one
+    still being computed waits for it (``st.cache_data`` computes each value once) rather than
+    starting again.
+    """
+    global _prefetcher
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _prefetcher is None:
+        _prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    count = test_image_count(dataset_name)
+    for neighbour in (index + 1, index - 1):
+        if 0 <= neighbour < count:
+            x_clean = test_image_rows(dataset_name, neighbour, 1)[0].numpy()
+            for path in paths:
+                path = Path(path)
+                _prefetcher.submit(_prefetch_true_posterior, str(path), path.stat().st_mtime, x_clean)
+
+
+def _prefetch_true_posterior(path: str, mtime: float, x_clean) -> None:
+    torch.set_num_threads(1)  # leave the other core to the page being drawn
+    try:
+        _true_posterior(path, mtime, x_clean)
+    except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked
+        pass
 
 
 @st.cache_data(show_spinner="Running t-SNE…", max_entries=32)

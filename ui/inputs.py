@@ -233,6 +233,14 @@ def input_image(checkpoint: Checkpoint, key: str = "input", container=st) -> tup
     return user_image(checkpoint, source, key), f"your {'upload' if source == 'Upload' else 'drawing'}"
 
 
+def test_image_index(key: str = "input") -> int | None:
+    """The test-image index chosen with :func:`input_image` (same ``key``), or None for another source."""
+    if st.session_state.get(f"{key}_src") != "Test image":
+        return None
+    index = st.session_state.get(f"{key}_idx_Test image")
+    return None if index is None else int(index)
+
+
 def compatible(path: Path, paths: list[Path]) -> list[Path]:
     """The other readable checkpoints trained on the same dataset as ``path`` (so they take the same images)."""
     info = cache.checkpoint_info(path)

@@ -108,7 +108,8 @@ def series(html: str, name: str) -> dict:
 
 def axis_titles(html: str) -> list[str]:
     """The axis titles of each chart in ``html``: x titles, then y titles."""
-    return [unescape(t) for axis in ("x", "y") for t in re.findall(rf'<text class="{axis}-title"[^>]*>([^<]*)</text>', html)]
+    return [unescape(t) for axis in ("x", "y")
+            for t in re.findall(rf'<text class="{axis}-title"[^>]*>([^<]*)</text>', html)]
 
 
 def mnist_checkpoint(folder: Path) -> Path:

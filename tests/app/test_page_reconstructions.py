@@ -6,8 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from page_helpers import cell_texts, col_labels, figures, grid_images, grid_row, mnist_checkpoint, open_app_page, \
-    row_labels
+from page_helpers import (
+    cell_texts,
+    col_labels,
+    figures,
+    grid_images,
+    grid_row,
+    mnist_checkpoint,
+    open_app_page,
+    row_labels,
+)
 
 PAGE = "pages/reconstructions.py"
 

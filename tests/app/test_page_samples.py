@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from page_helpers import col_labels, figure, figure_title, figures, grid_images, grid_row, mnist_checkpoint, \
-    open_app_page, row_labels
+from page_helpers import (
+    col_labels,
+    figure,
+    figure_title,
+    figures,
+    grid_images,
+    grid_row,
+    mnist_checkpoint,
+    open_app_page,
+    row_labels,
+)
 from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/samples.py"
