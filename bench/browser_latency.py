@@ -160,7 +160,9 @@ VIEWS = [
     View("posterior-2d", "Posterior, two 2-D MNIST encoders with the true posterior", "posterior",
          {"model": "mnist2d-dvae-sp10", "compare": "mnist2d-vae"},
          [Control("level_salt-pepper", "noise level ν"), Control("num_copies", "corrupted copies N"),
-          Control("seed", "seed", "number"), Control("posterior_input_idx_Test image", "image index", "number")]),
+          Control("seed", "seed", "number"), Control("posterior_input_idx_Test image", "image index", "number"),
+          # the page computes the neighbours' true posteriors in the background; a jump finds none ready
+          Control("posterior_input_idx_Test image", "image index, jumping by 37", "number", step=37)]),
     View("samples", "Samples, two 50-D MNIST models", "samples",
          {"model": "mnist-dvae-sp10", "others": "mnist-vae"},
          [Control("seed", "seed", "number"), Control("count", "prior samples per model", direction="ArrowLeft"),
@@ -513,6 +515,10 @@ def main(argv=None) -> None:
                             result["first_visits"] = measure_first_visits(browser, url, args.quiet_ms)
                         else:
                             wait_for_health(url, proc)
+                            # Home first, as a user would: on a fresh server the first request of a deep link
+                            # runs in Streamlit's legacy pages/ mode and shows a "Page not found" dialog
+                            context, _, _ = open_view(browser, url, args.quiet_ms)
+                            context.close()
                         result["interactions"] = []
                         for view in VIEWS:
                             if view.name in names:

@@ -66,7 +66,7 @@ def test_several_models_reconstruct_the_same_inputs_with_labelled_numbers(page):
     numbers = [float(t.replace("−", "-")) for t in cell_texts(figure)]  # whole nats under each image
     assert len(numbers) == 2 * 8 and all(n < 0 for n in numbers)  # Bernoulli log-likelihoods
     assert any("log p(x|z) of the clean image" in c.value and "nats" in c.value for c in at.caption)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["model"]) == ["digits-dvae-2d", "digits-vae-2d"]
     assert "mean log p(x|z), nats per example" in table.columns
 
