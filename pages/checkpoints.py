@@ -85,10 +85,11 @@ for path in files:
             epochs = len(history.get("epoch", []))
             left.caption(f"{epochs} epoch(s) · ended {info['status'] or '?'} · saved {info['created'] or '?'}")
             with left.popover("Settings"):
-                st.table({"setting": list(view.config_rows(config)), "value": list(view.config_rows(config).values())})
+                settings = view.config_rows(config)
+                st.markdown(view.markdown_table([{"setting": k, "value": v} for k, v in settings.items()]))
             rows = view.metric_rows(info["metrics"])
             if rows:
-                middle.dataframe(rows, hide_index=True, key=f"ckpt-metrics-{path.stem}")
+                middle.markdown(view.markdown_table(rows))
             else:
                 middle.caption("No test metrics stored (e.g. a stopped or diverged run).")
             if epochs:

@@ -105,7 +105,7 @@ with right:
     for name in DATASETS:
         here = offline.get(name, False)
         rows.append({"dataset": name, "on disk": "yes" if here else "no", "what": DATASET_INFO[name]})
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.markdown(view.markdown_table(rows))
     missing = [name for name in DATASETS if not offline.get(name)]
     for name in missing:
         _, message = cache.try_dataset(name)

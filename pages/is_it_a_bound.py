@@ -7,7 +7,6 @@ Widgets → :mod:`dvae_engine.boundlab` (through the caches in ``ui/cache.py``) 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dvae_engine import boundlab
@@ -261,6 +260,8 @@ def real_models() -> None:
                     }
                     if "log_px_exact" in result:
                         columns["log p(x), exact (quadrature)"] = result["log_px_exact"].numpy()
+                    import pandas as pd  # here only: importing pandas costs the page's first visit ~0.5 s
+
                     table = pd.DataFrame(columns)
                     with st.expander("Per-example numbers (nats per example)"):
                         st.dataframe(table, key="bl_real_table")

@@ -109,7 +109,7 @@ def metric_label(key: str, metrics: dict) -> str | None:
 
 
 def metric_rows(metrics: dict) -> list[dict]:
-    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for ``st.dataframe``."""
+    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for :func:`markdown_table`."""
     rows = []
     for key, value in metrics.items():
         label = metric_label(key, metrics)
@@ -123,6 +123,22 @@ def metric_rows(metrics: dict) -> list[dict]:
             "examples": metrics.get("num_examples"),
         })
     return rows
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Rows of the same keys as a Markdown table (``st.markdown``): small tables need neither pandas nor a data grid,
+    whose first use costs a page's first visit about a second."""
+    if not rows:
+        return ""
+
+    def cell(value) -> str:
+        text = "" if value is None else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def headline(metrics: dict) -> str:
@@ -363,7 +379,7 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
         elif job.status == "failed":
             st.error(f"Failed: {job.message}")
         if job.metrics:
-            st.dataframe(metric_rows(job.metrics), hide_index=True, key=f"metrics-{job.id}")
+            st.markdown(markdown_table(metric_rows(job.metrics)))
         if path is not None:
             if not path.exists():
                 st.caption(f"`{path.name}` has since been renamed or deleted (see the Checkpoints page).")

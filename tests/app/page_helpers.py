@@ -138,3 +138,19 @@ def gaussian_checkpoint(folder: Path, name: str = "digits-dvae-gauss") -> Path:
                          hidden_units=16, epochs=1, batch_size=64, device="cpu")
     folder.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(train(config, digits), folder / f"{name}.pt", digits.image_shape)
+
+
+def markdown_tables(at: AppTest) -> list[list[dict[str, str]]]:
+    """The Markdown tables on the page (``ui.training_view.markdown_table``), each a list of rows by column name."""
+    tables = []
+    for element in at.markdown:
+        lines = [line for line in element.value.splitlines() if line.startswith("|")]
+        if len(lines) < 2 or not set(lines[1]) <= set("|-: "):
+            continue
+
+        def cells(line: str) -> list[str]:
+            return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+        header = cells(lines[0])
+        tables.append([dict(zip(header, cells(line))) for line in lines[2:]])
+    return tables

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_helpers import markdown_tables
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -49,7 +50,7 @@ def test_lists_shipped_and_user_runs_with_labelled_metrics(user, tiny_checkpoint
         assert f"**{stem}** · shipped" in listed
     assert "**mine** · yours" in listed
     assert at.header[0].value == "4 checkpoint(s)"
-    what = [w for table in at.dataframe for w in table.value["what"]]
+    what = [row["what"] for table in markdown_tables(at) for row in table if "what" in row]
     assert "−ELBO on clean test data (k = 1, exact KL)" in what
     assert any(w.startswith("−log p(x), importance-sampled estimate (k = 100)") for w in what)
     assert len(at.get("download_button")) == 4
