@@ -9,7 +9,7 @@ import os
 import streamlit as st
 import torch
 
-from ui import boot, training_view
+from ui import boot, cache, identity
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
@@ -18,8 +18,8 @@ st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", l
 CORES = os.cpu_count() or 2
 torch.set_num_threads(CORES if boot.training_threads() == 0 else max(1, CORES // 2))
 
-# Keep this browser's owner id in the URL on every page, so a refresh anywhere finds its training jobs.
-training_view.owner_id()
+# Who is asking: a token in a cookie (never in a URL), the same in every tab of this browser.
+identity.ensure_browser_identity()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
@@ -32,7 +32,13 @@ PAGES = [
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:", url_path="checkpoints"),
 ]
 
+page = st.navigation(PAGES)
 try:
-    st.navigation(PAGES).run()
+    # Your runs, from any page and any tab of this browser.
+    active = [job for job in cache.job_registry().list(identity.owner_key()) if job.active]
+    if active:
+        st.sidebar.caption(f"{len(active)} of your runs {'is' if len(active) == 1 else 'are'} in progress.")
+        st.sidebar.page_link("pages/train.py", label="Your runs", icon=":material/model_training:")
+    page.run()
 finally:
     boot.freeze_long_lived_objects()  # once per server process: later collections skip torch's object graph

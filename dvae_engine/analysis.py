@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -631,19 +632,36 @@ def _to_grey_array(image) -> np.ndarray:
     """Any supported input → float64 ``(H, W)`` grey levels, not yet scaled."""
     from PIL import Image, UnidentifiedImageError
 
+    too_big = (f"the limit here is {MAX_IMAGE_PIXELS:,} pixels (e.g. 5000 × 5000); shrink the picture and "
+               "try again")
     if isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) == 0:
-            raise ValueError("the file is empty")
+            raise ValueError("the file is empty (0 bytes)")
         try:
-            image = Image.open(io.BytesIO(bytes(image)))  # reads the header only
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is {image.width}×{image.height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
-            image.load()
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as err:
-            raise ValueError(f"not a readable image file (PNG, JPEG, BMP, …): {err}") from None
+            with warnings.catch_warnings():
+                # PIL's own "decompression bomb" limit is larger than ours: ours is checked, and named, below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(bytes(image)))  # reads the header only
+        except Image.DecompressionBombError:
+            raise ValueError(f"the image has far too many pixels: {too_big}") from None
+        except UnidentifiedImageError:
+            raise ValueError("this is not a readable image file: this app reads PNG, JPEG, GIF, BMP, WebP and "
+                             "TIFF") from None
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise ValueError("the image file is damaged or incomplete and cannot be read") from None
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"the image is {image.width:,} × {image.height:,} pixels; {too_big}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+        except Image.DecompressionBombError:
+            raise ValueError(f"the image has far too many pixels: {too_big}") from None
+        except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+            raise ValueError("the image file is damaged or incomplete (truncated?) and cannot be read") from None
     if isinstance(image, Image.Image):
         if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"image is {image.width}×{image.height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
+            raise ValueError(f"the image is {image.width:,} × {image.height:,} pixels; {too_big}")
         if image.width == 0 or image.height == 0:
             raise ValueError("the image is empty (0 pixels)")
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 DATASETS = ("mnist", "binarized-mnist", "frey", "fashion-mnist", "digits")
+GREY_LEVEL_DATASETS = ("mnist", "fashion-mnist", "digits")  # binarized from grey levels: static or dynamic
+DATASET_LIKELIHOOD = {name: "gaussian" if name == "frey" else "bernoulli" for name in DATASETS}
 SPLIT_SEED = 0  # the seed of every fixed split and static binarization
 
 DATASET_INFO = {

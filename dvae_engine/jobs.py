@@ -2,22 +2,25 @@
 
 The registry is plain Python (no UI code): the app polls :meth:`JobRegistry.snapshot`
 on each rerun, and the training thread only writes its snapshot under a lock.
-Finished, stopped and diverged runs are saved as checkpoints so nothing is lost.
+Finished and stopped runs are saved as checkpoints in their owner's folder (see
+:mod:`dvae_engine.store`); a diverged run, or one stopped before its first epoch
+ended, is saved as a *diagnostic* file (``<owner>/diagnostics/``), never offered as a
+model. Only a job's owner may stop or dismiss it (``stop(job_id, owner=...)``).
 At most ``max_concurrent`` jobs train at once; with ``submit(..., queue=True)``
 further jobs wait in a first-in, first-out queue (at most ``max_queued``) and
-start as slots free up.
+start as slots free up. After training, a run is evaluated on clean test data
+(``evaluation="standard"``, ``"quick"`` or ``"none"``) with progress counts and a
+time estimate in its snapshot.
 
-The user checkpoint folder the registry writes to is managed here too
-(:func:`store_checkpoint_bytes`, :func:`rename_checkpoint`, :func:`delete_checkpoint`):
-files are validated with the safe loader and never silently overwritten.
+Low-level helpers for a checkpoint folder (:func:`store_checkpoint_bytes`,
+:func:`rename_checkpoint`, :func:`delete_checkpoint`) validate files with the safe
+loader and never silently overwrite.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import re
-import tempfile
 import threading
 import time
 import traceback
@@ -30,13 +33,20 @@ import torch
 from . import checkpoint as ckpt
 from .data import Dataset, load_dataset, random_rows
 from .evaluation import evaluate, training_objective_kwargs
+from .store import DIAGNOSTICS, StoreError, check_name, free_path, link_new, owner_folder, slugify
+from .store import store_checkpoint_bytes as store_checkpoint_bytes  # re-exported (older imports)
 from .training import BatchProgress, EpochReport, TrainConfig, TrainingDivergedError, train
 
 ACTIVE = ("queued", "running")
+EVALUATIONS = ("standard", "quick", "none")
 
 
 class JobLimitError(RuntimeError):
     """Too many jobs are running at once."""
+
+
+class JobAccessError(PermissionError):
+    """The job does not exist, or belongs to someone else."""
 
 
 @dataclass
@@ -60,40 +70,63 @@ class JobSnapshot:
     metrics: dict = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     queue_position: int | None = None  # 1 = next to start; None when not waiting in the queue
+    evaluation: str = "standard"  # standard | quick | none: the test evaluation after training
+    diagnostic: bool = False  # saved as a diagnostic file (diverged, or nothing learned): never a model
+    started: float | None = None  # wall clock when it left the queue and began (data loading included)
+    ended: float | None = None  # wall clock when its file was saved (or it failed)
+    train_seconds: float | None = None  # from ``started`` to the end of training
+    eval_started: float | None = None
+    eval_examples: int = 0  # clean test examples the evaluation scores
+    eval_stage: str = ""  # what the evaluation computes now, e.g. "log p(x), k=1000"
+    eval_step: int = 0  # 1-based stage number
+    eval_steps: int = 0
+    eval_done: int = 0  # examples done in this stage
+    eval_total: int = 0
+    eval_fraction: float = 0.0  # of the whole evaluation, weighted by each stage's cost
 
     @property
     def progress(self) -> float:
-        """Fraction of the run done, in [0, 1]."""
-        if self.status == "finished":
+        """Fraction of the training done, in [0, 1]."""
+        if self.status == "finished" or self.status == "evaluating":
             return 1.0
         total = self.epochs * max(self.batches_per_epoch, 1)
         return min(1.0, (self.epoch * max(self.batches_per_epoch, 1) + self.batch) / max(total, 1))
 
     @property
     def eta_seconds(self) -> float | None:
+        """Seconds of training left (running) or of evaluation left (evaluating); None while unknown."""
+        if self.status == "evaluating":
+            if self.eval_started is None or self.eval_fraction <= 0.02:
+                return None
+            spent = time.time() - self.eval_started
+            return spent * (1 - self.eval_fraction) / self.eval_fraction
         done = self.progress
         if self.status not in ("running",) or done <= 0:
             return None
         return self.elapsed * (1 - done) / done
 
     @property
+    def wall_seconds(self) -> float:
+        """Seconds since the run began (or from its start to its end once ended), evaluation included."""
+        if self.started is None:
+            return 0.0
+        return (self.ended if self.ended is not None else time.time()) - self.started
+
+    @property
+    def eval_seconds(self) -> float | None:
+        """Seconds the evaluation took (so far); None when it did not run."""
+        if self.eval_started is None:
+            return None
+        return (self.ended if self.ended is not None else time.time()) - self.eval_started
+
+    @property
+    def queue_seconds(self) -> float:
+        """Seconds spent waiting for a training slot."""
+        return max(0.0, (self.started if self.started is not None else time.time()) - self.created)
+
+    @property
     def active(self) -> bool:
         return self.status in ("queued", "running", "evaluating")
-
-
-def slugify(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()[:80] or "run"
-
-
-def free_path(folder: str | Path, stem: str, suffix: str = ".pt") -> Path:
-    """``folder/stem.pt``, or ``folder/stem-2.pt``, ``-3``, … : the first name not taken yet."""
-    folder = Path(folder)
-    path = folder / f"{stem}{suffix}"
-    n = 2
-    while path.exists():
-        path = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
 
 
 def preload_lazy_imports() -> None:
@@ -117,7 +150,9 @@ class JobRegistry:
     ``torch_threads`` is the number of CPU threads each training thread asks PyTorch for:
     ``None`` (default) splits the machine's cores between the ``max_concurrent`` slots, so
     concurrent runs do not oversubscribe the CPU (OpenMP slows down by an order of magnitude
-    when they do); ``0`` leaves PyTorch's setting alone.
+    when they do); ``0`` leaves PyTorch's setting alone. ``nice`` (Linux) lowers the scheduling
+    priority of each training thread by that much, so that on a shared server interactive work
+    (page reruns) goes first and training takes the idle time; ``0`` leaves it alone.
     """
 
     def __init__(
@@ -129,6 +164,9 @@ class JobRegistry:
         eval_importance_samples: int = 1000,
         max_queued: int = 12,
         torch_threads: int | None = None,
+        quick_eval_examples: int = 200,
+        quick_eval_importance_samples: int = 100,
+        nice: int = 0,
     ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         if torch_threads is None:
@@ -139,6 +177,9 @@ class JobRegistry:
         self.data_dir = data_dir
         self.eval_examples = eval_examples
         self.eval_importance_samples = eval_importance_samples
+        self.quick_eval_examples = quick_eval_examples
+        self.quick_eval_importance_samples = quick_eval_importance_samples
+        self.nice = nice
         atexit.register(self.shutdown)
         self._lock = threading.Lock()
         self._jobs: dict[str, JobSnapshot] = {}
@@ -180,13 +221,21 @@ class JobRegistry:
 
     # --- control ---------------------------------------------------------------------------
     def submit(self, config: TrainConfig, owner: str = "", name: str | None = None,
-               dataset: Dataset | None = None, queue: bool = False) -> str:
+               dataset: Dataset | None = None, queue: bool = False, evaluation: str = "standard") -> str:
         """Start training ``config`` in a background thread; returns the job id.
 
+        ``owner`` is an opaque key (letters, digits, '-', '_'): the job's file goes to that
+        owner's folder and only that owner may stop or dismiss it. ``name`` is turned into a
+        safe file name (no path separators; the file always lands inside the folder).
+        ``evaluation`` is ``"standard"`` (``eval_examples`` test images, ``eval_importance_samples``
+        importance samples), ``"quick"`` (the ``quick_*`` sizes) or ``"none"``.
         When ``max_concurrent`` jobs are already training, raises :class:`JobLimitError`,
         or with ``queue=True`` puts the job in the queue (status ``queued``) unless
         ``max_queued`` jobs already wait there.
         """
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {', '.join(EVALUATIONS)}, not {evaluation!r}")
+        owner_folder(self.checkpoint_dir, owner)  # raises for a malformed owner key
         # in the caller's thread, before any training thread exists; not in __init__, where it cost every new
         # server seconds on the first page that merely lists jobs
         preload_lazy_imports()
@@ -206,8 +255,8 @@ class JobRegistry:
                     f"{len(self._pending)} are waiting (queue limit {self.max_queued}); "
                     "stop some or wait for them to finish"
                 )
-            job = JobSnapshot(job_id, owner, name or f"{slugify(config.describe())}-{stamp}", config,
-                              epochs=config.epochs)
+            job = JobSnapshot(job_id, owner, slugify(name) if name else f"{slugify(config.describe())}-{stamp}",
+                              config, epochs=config.epochs, evaluation=evaluation)
             self._jobs[job_id] = job
             self._stops[job_id] = threading.Event()
             self._done[job_id] = threading.Event()
@@ -237,12 +286,21 @@ class JobRegistry:
         for thread in starting:
             thread.start()
 
-    def stop(self, job_id: str) -> None:
+    def _check_owner(self, job_id: str, owner: str | None) -> None:  # caller holds the lock
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobAccessError("this run is no longer in the list (it may have been dismissed)")
+        if owner is not None and job.owner != owner:
+            raise JobAccessError("this run belongs to someone else: only the browser that started it can change it")
+
+    def stop(self, job_id: str, owner: str | None = None) -> None:
         """Ask a job to stop; it finishes its current batch, saves, and ends as ``stopped``.
 
         A job still waiting in the queue ends at once as ``stopped`` (nothing trained, nothing saved).
+        With ``owner`` given (the app always gives it), raises :class:`JobAccessError` unless the job is theirs.
         """
         with self._lock:
+            self._check_owner(job_id, owner)
             self._stops[job_id].set()
             if job_id not in self._pending:
                 return
@@ -272,13 +330,23 @@ class JobRegistry:
             # queued ones first, so that no stopping job hands its slot to one of them
             ids = list(self._pending) + [i for i in self._jobs if i not in self._pending]
         for job_id in ids:
-            self.stop(job_id)
+            try:
+                self.stop(job_id)
+            except JobAccessError:  # dismissed meanwhile
+                continue
         for job_id in ids:
-            self.wait(job_id, max(0.0, deadline - time.monotonic()))
+            try:
+                self.wait(job_id, max(0.0, deadline - time.monotonic()))
+            except KeyError:  # dismissed meanwhile
+                continue
 
-    def forget(self, job_id: str) -> None:
-        """Drop a job that is no longer active from the list (its checkpoint stays)."""
+    def forget(self, job_id: str, owner: str | None = None) -> None:
+        """Drop a job that is no longer active from the list (its checkpoint stays).
+
+        With ``owner`` given, raises :class:`JobAccessError` unless the job is theirs.
+        """
         with self._lock:
+            self._check_owner(job_id, owner)
             if self._jobs[job_id].active:
                 raise RuntimeError("stop the job before removing it")
             for table in (self._jobs, self._stops, self._threads, self._done, self._datasets):
@@ -301,9 +369,17 @@ class JobRegistry:
     def _train(self, job_id: str, dataset: Dataset | None) -> None:
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
+        if self.nice > 0 and hasattr(os, "setpriority"):
+            try:  # on Linux, a thread id names just this thread (its OpenMP workers inherit it)
+                thread_id = threading.get_native_id()
+                lower = min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + self.nice)
+                os.setpriority(os.PRIO_PROCESS, thread_id, lower)
+            except OSError:
+                pass
         job = self.snapshot(job_id)
         config = job.config
-        self._update(job_id, status="running")
+        started = time.time()
+        self._update(job_id, status="running", started=started)
 
         def on_batch(p: BatchProgress) -> None:
             self._update(job_id, batch=p.batch, batches_per_epoch=p.batches_per_epoch,
@@ -324,74 +400,97 @@ class JobRegistry:
             except TrainingDivergedError as err:
                 result = err.result
             status = result.status
+            self._update(job_id, train_seconds=time.time() - started)
+            # a diverged run, or one that learned nothing, is kept for inspection but never offered as a model
+            diagnostic = status == "diverged" or result.epochs_done == 0
             metrics = {}
-            if result.epochs_done > 0 and status != "diverged":
-                self._update(job_id, status="evaluating", message="evaluating on clean test data")
-                metrics = self._evaluate(result, dataset)
-            # a fresh name: an earlier run's file with the same name is never overwritten
-            path = ckpt.save_checkpoint(result, free_path(self.checkpoint_dir, job.name), dataset.image_shape, metrics)
-            self._update(job_id, status=status, message=result.message, checkpoint_path=str(path), metrics=metrics)
+            if not diagnostic and job.evaluation != "none":
+                metrics = self._evaluate(job_id, result, dataset, job.evaluation)
+            folder = owner_folder(self.checkpoint_dir, job.owner)
+            if diagnostic:
+                folder = folder / DIAGNOSTICS
+            payload = ckpt.make_payload(result, dataset.image_shape, metrics)
+            path = save_new_checkpoint(payload, folder, job.name)  # never overwrites an earlier file
+            message = result.message
+            if diagnostic and status != "diverged":
+                message = (f"{message}; no epoch was completed, so nothing was learned" if message
+                           else "no epoch was completed, so nothing was learned")
+            self._update(job_id, status=status, message=message, checkpoint_path=str(path), metrics=metrics,
+                         diagnostic=diagnostic, ended=time.time())
         except Exception as err:  # noqa: BLE001 — a failed job reports its error instead of dying silently
             detail = traceback.format_exception_only(type(err), err)[-1].strip()
-            self._update(job_id, status="failed", message=detail)
+            self._update(job_id, status="failed", message=detail, ended=time.time())
 
-    def _evaluate(self, result, dataset: Dataset) -> dict:
-        x_test = random_rows(dataset.test, self.eval_examples)
+    def evaluation_sizes(self, evaluation: str) -> tuple[int, int]:
+        """``(test examples, importance samples)`` of an evaluation kind."""
+        if evaluation == "quick":
+            return (min(self.quick_eval_examples, self.eval_examples),
+                    min(self.quick_eval_importance_samples, self.eval_importance_samples))
+        return self.eval_examples, self.eval_importance_samples
+
+    def _evaluate(self, job_id: str, result, dataset: Dataset, evaluation: str = "standard") -> dict:
+        examples, importance_samples = self.evaluation_sizes(evaluation)
+        x_test = random_rows(dataset.test, examples)
+        config = result.config
         device = next(result.model.parameters()).device
-        objective = training_objective_kwargs(result.config, dataset.train_mean().to(device))
+        objective = training_objective_kwargs(config, dataset.train_mean().to(device))
+        # relative cost of each stage evaluate() reports (per example: forward passes of the decoder)
+        weights = {"ELBO": 1.0, "training objective": float(config.num_corruptions * config.num_samples)}
+        if importance_samples:  # the estimate models are compared by, and the plain one labelled beside it
+            weights["log p(x), mixture"] = float(importance_samples)
+            weights["log p(x), plain"] = float(importance_samples)
+        exact = evaluation == "standard" and result.model.latent_dim == 2
+        if exact:  # quadrature on a 2-D grid: about as costly per row as 2000 samples
+            weights["log p(x), exact"] = 2000.0
+        total_weight = sum(weights.values())
+        seen: list[str] = []
+
+        def weight(stage: str) -> float:
+            return next((w for key, w in weights.items() if stage.startswith(key)), 1.0)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in seen:
+                seen.append(stage)
+            before = sum(weight(s) for s in seen[:-1])
+            fraction = min(1.0, (before + weight(stage) * done / max(total, 1)) / total_weight)
+            self._update(job_id, eval_stage=stage, eval_step=len(seen), eval_done=done, eval_total=total,
+                         eval_fraction=fraction)
+
+        self._update(job_id, status="evaluating", message="evaluating on clean test data", eval_started=time.time(),
+                     eval_examples=len(x_test), eval_steps=len(weights), eval_step=0, eval_fraction=0.0)
         with torch.no_grad():
-            metrics = evaluate(result.model, x_test, importance_samples=self.eval_importance_samples,
-                               training_objective=objective)
+            metrics = evaluate(result.model, x_test, importance_samples=importance_samples,
+                               training_objective=objective, progress=progress, config=config, exact_2d=exact,
+                               mean_image=dataset.train_mean().to(device))
         metrics["split"] = "test"
+        metrics["evaluation"] = evaluation
         return metrics
+
+
+def save_new_checkpoint(payload: dict, folder: str | Path, stem: str) -> Path:
+    """Save ``payload`` as ``folder/<stem>.pt`` (or ``-2``, ``-3``…): atomic, and never replaces a file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.write_new_file(folder, "save", lambda f: torch.save(payload, f))
+    try:
+        return link_new(tmp, folder, slugify(stem))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- the user checkpoint folder ------------------------------------------------------------------
 
-def store_checkpoint_bytes(folder: str | Path, filename: str, data: bytes,
-                           max_bytes: int = ckpt.MAX_UPLOAD_BYTES) -> Path:
-    """Validate ``data`` with the safe loader and save it in ``folder`` under a name not taken yet.
-
-    Raises :class:`~dvae_engine.checkpoint.CheckpointError` (and writes nothing) when the
-    bytes are not a loadable checkpoint of this app or exceed ``max_bytes``.
-    """
-    ckpt.load_checkpoint(data, max_bytes=max_bytes)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        stem = slugify(Path(filename).stem)
-        while True:
-            path = free_path(folder, stem)
-            try:
-                os.link(tmp, path)  # fails if the name was taken meanwhile: never overwrites
-                return path
-            except FileExistsError:
-                continue
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def rename_checkpoint(path: str | Path, new_stem: str) -> Path:
     """Rename a checkpoint file within its folder; raises ``ValueError`` for a bad or taken name."""
     path = Path(path)
-    stem = new_stem.strip().removesuffix(".pt")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", stem):
-        raise ValueError(
-            f"{new_stem!r} is not a usable name: start with a letter or digit, then use letters, digits, "
-            f"'.', '-' and '_' only (at most 80), e.g. {slugify(new_stem)!r}"
-        )
+    stem = check_name(new_stem)
     target = path.with_name(f"{stem}.pt")
     if target == path:
         return path
     try:
         os.link(path, target)  # atomic "create if absent": an existing file is never replaced
     except FileExistsError:
-        raise ValueError(f"a checkpoint named {target.name} already exists") from None
+        raise StoreError(f"a checkpoint named {target.name} already exists") from None
     path.unlink()
     return target
 
@@ -402,3 +501,8 @@ def delete_checkpoint(path: str | Path) -> None:
     if path.suffix != ".pt":
         raise ValueError(f"{path.name} is not a checkpoint file")
     path.unlink()
+
+
+__all__ = ["ACTIVE", "EVALUATIONS", "JobAccessError", "JobLimitError", "JobRegistry", "JobSnapshot",
+           "delete_checkpoint", "free_path", "preload_lazy_imports", "rename_checkpoint", "save_new_checkpoint",
+           "slugify", "store_checkpoint_bytes"]

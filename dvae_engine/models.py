@@ -175,6 +175,48 @@ class VAE(nn.Module):
         return self.decode(z)
 
 
-def build_model(spec: ModelSpec) -> VAE:
-    """A freshly initialised model (PyTorch's default init, seeded by the caller)."""
-    return VAE(spec)
+def init_parameters(model: VAE, generator: torch.Generator) -> VAE:
+    """Re-draw every parameter with PyTorch's default initialisation, from ``generator`` only.
+
+    ``nn.Linear``: weights Kaiming-uniform (a = √5), biases U(±1/√fan_in); ``nn.GRUCell``: every
+    tensor U(±1/√hidden). Same distributions as the layers' own ``reset_parameters``, but the
+    draws come from a generator local to the run, never from the process-wide RNG, so runs that
+    start at the same time in different threads cannot change each other's initialisation.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(module.in_features) if module.in_features > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.GRUCell):
+                bound = 1 / math.sqrt(module.hidden_size)
+                for tensor in module.parameters():
+                    nn.init.uniform_(tensor, -bound, bound, generator=generator)
+    return model
+
+
+def set_output_bias(model: VAE, train_mean: torch.Tensor) -> None:
+    """Start the decoder at the data's mean image (Burda et al. 2016): output bias = logit of the mean.
+
+    Bernoulli decoders only (a Gaussian decoder's mean goes through a sigmoid too, so the same
+    logit is used for its mean half). Means are clamped to [1e-3, 1 − 1e-3] so empty pixels get
+    a finite bias.
+    """
+    last = model.decoder[-1]
+    mean = train_mean.to(last.bias.device, last.bias.dtype).clamp(1e-3, 1 - 1e-3)
+    with torch.no_grad():
+        last.bias[: mean.numel()] = torch.log(mean) - torch.log1p(-mean)
+
+
+def build_model(spec: ModelSpec, generator: torch.Generator | None = None) -> VAE:
+    """A freshly initialised model; with ``generator`` its initialisation depends on that generator alone.
+
+    With a generator the layers are built on the meta device (no memory, no draws from the
+    process-wide RNG), given CPU storage, then drawn by :func:`init_parameters`.
+    """
+    if generator is None:
+        return VAE(spec)
+    with torch.device("meta"):
+        model = VAE(spec)
+    return init_parameters(model.to_empty(device="cpu"), generator)

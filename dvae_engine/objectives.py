@@ -6,7 +6,12 @@ All of them start from one tensor of log importance weights
     x̃^(m) ~ p(x̃|x),  z^(k|m) ~ q(z | x̃^(m)),                      # (M, K, batch)
 
 computed in one vectorised pass (no Python loop over samples). The numerator
-scores the CLEAN x; the paper's data-augmentation baseline scores x̃ instead.
+scores the CLEAN x; ``noisy-vae`` (a VAE fitted to the corrupted data, the
+"augmentation by noise" of the paper's footnote 1) scores x̃ instead.
+
+M means one thing everywhere: the number of corrupted copies x̃ per example.
+Objectives without corruption (``vae``, ``iwae``) have none, so they take
+M = 1 and use K alone for their samples (IWAE with k = K).
 
 * ``elbo``  — (1/MK) Σ_m Σ_k log_weights: with no noise and M = K = 1 the VAE
   ELBO (Kingma & Welling); with noise it is the paper's DVAE objective, Eq. 11.
@@ -35,14 +40,16 @@ import torch
 
 from .corruption import corrupt
 
-OBJECTIVES = ("vae", "iwae", "dvae", "diwae", "augment")
+OBJECTIVES = ("vae", "iwae", "dvae", "diwae", "noisy-vae")
 OBJECTIVE_INFO = {
     "vae": "VAE: the ELBO on clean inputs (K samples averaged)",
     "iwae": "IWAE: the importance-weighted bound with K samples on clean inputs",
     "dvae": "DVAE (Eq. 11): average of log p(x,z)/q(z|x̃) over M corrupted copies and K samples",
     "diwae": "DIWAE (Eq. 12): log of the average of p(x,z)/q(z|x̃) over M corrupted copies and K samples",
-    "augment": "data augmentation baseline: ELBO that reconstructs the corrupted x̃ instead of x",
+    "noisy-vae": "VAE fitted to the corrupted data: the ELBO of x̃ itself (reconstructs x̃, not x; "
+                 "the noise augmentation of the paper's footnote 1, not its Sec. 4 baseline)",
 }
+RENAMED_OBJECTIVES = {"augment": "noisy-vae"}  # names used by earlier versions (and their checkpoints)
 
 
 def is_importance_weighted(objective: str) -> bool:
@@ -50,7 +57,29 @@ def is_importance_weighted(objective: str) -> bool:
 
 
 def uses_noise(objective: str) -> bool:
-    return objective in ("dvae", "diwae", "augment")
+    return objective in ("dvae", "diwae", "noisy-vae")
+
+
+def check_objective(objective: str, noise: str, num_corruptions: int, likelihood: str | None = None) -> None:
+    """Raise ``ValueError`` for combinations that have no meaning (or no bound).
+
+    * M > 1 without corruption: M counts corrupted copies, and VAE/IWAE corrupt nothing
+      (use K for more samples).
+    * ``noisy-vae`` with Gaussian noise on binary data: the Bernoulli likelihood of an x̃
+      outside {0, 1} is not a probability and grows without limit with the logits.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if not uses_noise(objective) and num_corruptions != 1:
+        raise ValueError(
+            f"objective {objective!r} corrupts nothing, so M (corrupted copies) must be 1, not {num_corruptions}; "
+            f"use K (num_samples) for more samples of z, or {'dvae' if objective == 'vae' else 'diwae'} "
+            "for M corrupted copies")
+    if objective == "noisy-vae" and noise == "gaussian" and likelihood == "bernoulli":
+        raise ValueError(
+            "noisy-vae scores the corrupted x̃ with the model's likelihood; Gaussian noise makes x̃ real-valued, "
+            "and the Bernoulli likelihood of binary data has no bound there (it grows without limit). "
+            "Use salt-pepper, masking or mean-image noise on binary data, or dvae, which scores the clean x")
 
 
 def draw_eps(
@@ -75,10 +104,12 @@ def log_weights(
     """log p(x, z) − log q(z|x̃) for K draws from each of M corrupted copies: ``(M, K, batch)``.
 
     ``x_clean`` is ``(batch, D)``, ``x_noisy`` is ``(M, batch, D)``.
-    ``reconstruct="corrupted"`` scores x̃ in the numerator (the data-augmentation
-    baseline). With ``return_kl`` it also returns the log-likelihood term
-    ``(M, K, batch)`` and the analytic KL(q(z|x̃) ‖ p(z)) ``(M, batch)``.
+    ``reconstruct="corrupted"`` scores x̃ in the numerator (``noisy-vae``). With
+    ``return_kl`` it also returns the log-likelihood term ``(M, K, batch)`` and the
+    analytic KL(q(z|x̃) ‖ p(z)) ``(M, batch)``.
     """
+    if reconstruct not in ("clean", "corrupted"):
+        raise ValueError(f"reconstruct must be 'clean' or 'corrupted', not {reconstruct!r}")
     eps = draw_eps(x_noisy, model.latent_dim, num_samples, generator)  # (M, K, batch, latent)
     x_target = x_clean if reconstruct == "clean" else x_noisy.unsqueeze(1)
     log_w, log_px_z, kl = model(x_target, x_noisy, eps)
@@ -109,10 +140,9 @@ def draw(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All the randomness of one objective evaluation: x̃ ``(M, batch, D)`` and eps ``(M, K, batch, latent)``.
 
-    ``vae``/``iwae`` use no corruption: x̃ = x with M = 1.
+    ``vae``/``iwae`` use no corruption: x̃ = x with M = 1 (M > 1 is refused, see :func:`check_objective`).
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    check_objective(objective, noise, num_corruptions)
     if uses_noise(objective):
         x_noisy = corrupt(x_clean, noise, noise_level, num_corruptions, generator, mean_image)
     else:
@@ -122,17 +152,21 @@ def draw(
 
 def objective_from_draws(
     model, x_clean: torch.Tensor, x_noisy: torch.Tensor, eps: torch.Tensor, objective: str,
-    analytic_kl: bool = False,
+    analytic_kl: bool = False, kl_weight: float = 1.0,
 ) -> torch.Tensor:
     """The objective's per-example value ``(batch,)`` for given draws (deterministic; what the trainer compiles).
 
     ``analytic_kl`` replaces the sampled log p(z) − log q(z|x̃) of the ELBO-type
     objectives by its exact expectation −KL(q(z|x̃) ‖ p(z)): same expectation,
     lower variance. It has no meaning for the importance-weighted ones and is
-    ignored there.
+    ignored there. ``kl_weight`` β < 1 (KL warm-up) scales log p(z) − log q(z|x̃)
+    inside every weight; the result is then a training device, not a bound.
     """
-    x_target = x_noisy.unsqueeze(1) if objective == "augment" else x_clean
+    x_target = x_noisy.unsqueeze(1) if objective == "noisy-vae" else x_clean
     log_w, log_px_z, kl = model(x_target, x_noisy, eps)  # (M, K, batch), (M, K, batch), (M, batch)
+    if kl_weight != 1.0:
+        log_w = log_px_z + kl_weight * (log_w - log_px_z)
+        kl = kl_weight * kl
     if is_importance_weighted(objective):
         return iwae(log_w)
     if analytic_kl:
@@ -157,6 +191,7 @@ def objective_per_example(
     Draws x̃ ~ p(x̃|x) (M copies) and z ~ q(z|x̃) (K per copy), then evaluates
     :func:`objective_from_draws`. ``vae``/``iwae`` ignore the noise settings (x̃ = x).
     """
+    check_objective(objective, noise, num_corruptions, model.spec.likelihood)
     x_noisy, eps = draw(x_clean, model.latent_dim, objective, noise, noise_level, num_corruptions, num_samples,
                         generator, mean_image)
     return objective_from_draws(model, x_clean, x_noisy, eps, objective, analytic_kl)

@@ -31,13 +31,14 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_module
 from .corruption import corrupt
-from .models import build_model
+from .models import build_model, set_output_bias
 from .objectives import is_importance_weighted, uses_noise
 from .training import (
     HISTORY_KEYS,
     EpochReport,
     TrainConfig,
     TrainResult,
+    kl_weight,
     learning_rate,
     resolve_device,
     validation_bounds,
@@ -84,7 +85,7 @@ class ModelStack:
         device = next(models[0].parameters()).device
         self._importance_weighted = torch.tensor([is_importance_weighted(c.objective) for c in configs],
                                                  device=device)
-        self._corrupted_target = torch.tensor([c.objective == "augment" for c in configs], device=device)
+        self._corrupted_target = torch.tensor([c.objective == "noisy-vae" for c in configs], device=device)
         self._forward = vmap(self._forward_one)
 
     def _forward_one(self, params, buffers, x_target, x_noisy, eps):
@@ -103,11 +104,18 @@ class ModelStack:
         eps = torch.randn(shape, generator=generator, device=x_clean.device, dtype=x_clean.dtype)
         return x_noisy, eps
 
-    def objective(self, x_clean: torch.Tensor, x_noisy: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Per-model, per-example objective ``(models, batch)`` for given draws (Eq. 11 or Eq. 12 per model)."""
+    def objective(self, x_clean: torch.Tensor, x_noisy: torch.Tensor, eps: torch.Tensor,
+                  kl_weight: float = 1.0) -> torch.Tensor:
+        """Per-model, per-example objective ``(models, batch)`` for given draws (Eq. 11 or Eq. 12 per model).
+
+        ``kl_weight`` (β of a KL warm-up, the same for the whole group) scales log p(z) − log q(z|x̃).
+        """
         flag = self._corrupted_target.view(-1, 1, 1, 1)
         x_target = torch.where(flag, x_noisy, x_clean.expand_as(x_noisy)).unsqueeze(2)  # (models, M, 1, batch, D)
         log_w, log_px_z, kl = self._forward(self.params, self.buffers, x_target, x_noisy, eps)  # (models, M, K, batch)
+        if kl_weight != 1.0:
+            log_w = log_px_z + kl_weight * (log_w - log_px_z)
+            kl = kl_weight * kl
         iw_value = torch.logsumexp(log_w.flatten(1, 2), dim=1) - math.log(self.num_corruptions * self.num_samples)
         if self.analytic_kl:
             elbo_value = log_px_z.mean(dim=(1, 2)) - kl.mean(dim=1)
@@ -172,11 +180,14 @@ def _train_group(
 
     models = []
     for config in configs:
-        torch.manual_seed(config.seed)  # each model keeps the initialisation of its solo run
-        models.append(build_model(spec).to(device))
+        # each model keeps the initialisation of its solo run, drawn from its own generator (never the global RNG)
+        model = build_model(spec, torch.Generator().manual_seed(config.seed))
+        if config.output_bias == "data-mean":
+            set_output_bias(model, data.train_mean().cpu())
+        models.append(model.to(device))
     stack = ModelStack(models, configs)
     params = stack.params
-    optimizer = torch.optim.Adam(list(params.values()), lr=first.lr)
+    optimizer = torch.optim.Adam(list(params.values()), lr=first.lr, eps=first.adam_eps)
     generator = torch.Generator(device=device).manual_seed(first.seed + 1)
     n_models = len(configs)
     active = torch.ones(n_models, dtype=torch.bool, device=device)
@@ -186,6 +197,7 @@ def _train_group(
     batches = math.ceil(n_train / first.batch_size)
     for epoch in range(first.epochs):
         lr = learning_rate(first, epoch)
+        beta = kl_weight(first, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         good = {k: v.detach().clone() for k, v in params.items()}
@@ -195,10 +207,10 @@ def _train_group(
         started = time.perf_counter()
         for b in range(batches):
             if stop_event is not None and stop_event.is_set():
-                return _finish(results, stack, "stopped", f"stopped during epoch {epoch + 1}")
+                return _finish(results, stack, "stopped", f"stopped in epoch {epoch + 1}")
             x_clean = data.train[order[b * first.batch_size:(b + 1) * first.batch_size]]
             x_noisy, eps = stack.draw(x_clean, generator, mean_image)
-            values = stack.objective(x_clean, x_noisy, eps)  # (models, batch)
+            values = stack.objective(x_clean, x_noisy, eps, beta)  # (models, batch)
             # summing over models keeps their gradients separate: no parameter is shared
             loss = -torch.where(active, values.mean(dim=1), 0.0).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -206,17 +218,26 @@ def _train_group(
             optimizer.step()
             objective_sum += values.detach().sum(dim=1)
         per_model = (objective_sum / n_train).tolist()
+        # a finite last loss can still leave non-finite weights behind (its step came after it): check them too
+        weights_ok = torch.stack([torch.isfinite(t.detach().flatten(1)).all(dim=1) for t in params.values()])
+        weights_ok = weights_ok.all(dim=0).tolist()
         seconds = time.perf_counter() - started
         for i, value in enumerate(per_model):
             if not active[i]:
                 continue
-            if not math.isfinite(value):
+            valid_elbo = valid_iwae = None
+            healthy = math.isfinite(value) and weights_ok[i]
+            if healthy:
+                stack.write_back(i)
+                valid_elbo, valid_iwae = validation_bounds(models[i], x_valid, configs[i], generator)
+                healthy = math.isfinite(valid_elbo) and (valid_iwae is None or math.isfinite(valid_iwae))
+            if not healthy:
                 _freeze(i, params, good, optimizer, active)
+                stack.write_back(i)  # the model keeps its last good epoch
                 results[i].status = "diverged"
-                results[i].message = f"the training objective became non-finite in epoch {epoch + 1} (lr={lr:g})"
+                results[i].message = (f"the training objective or the weights became non-finite in epoch "
+                                      f"{epoch + 1} (lr={lr:g}); kept the state after epoch {epoch}")
                 continue
-            stack.write_back(i)
-            valid_elbo, valid_iwae = validation_bounds(models[i], x_valid, configs[i], generator)
             report = EpochReport(epoch + 1, first.epochs, value, valid_elbo, valid_iwae, seconds,
                                  n_train * n_models / seconds, lr)
             for key in HISTORY_KEYS:

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvae_engine.data import load_dataset  # noqa: E402
+from dvae_engine.paper import TABLE2  # noqa: E402
 from dvae_engine.training import TrainConfig  # noqa: E402
 from experiments.harness import Cell, machine_description, run_table  # noqa: E402
 
@@ -48,7 +49,8 @@ def main(argv=None) -> None:
                 config = TrainConfig(dataset="frey", objective=objective, noise="gaussian", noise_level=level,
                                      num_samples=k, encoder_layers=layers, latent_dim=args.latent_dim,
                                      epochs=args.epochs, lr=args.lr, device=args.device)
-                cells.append(Cell(f"{label}, {layers} layer{'s' if layers > 1 else ''}, σ={level:g}", config))
+                cells.append(Cell(f"{label}, {layers} layer{'s' if layers > 1 else ''}, σ={level:g}", config,
+                                  TABLE2.get((label, layers, round(level, 4)))))
     meta = {"epochs": args.epochs, "seeds": args.seeds, "dataset": "frey", "train_examples": len(dataset.train),
             "eval_examples": len(dataset.test), "importance_samples": args.importance_samples,
             "machine": machine_description(args.device), "device": args.device}

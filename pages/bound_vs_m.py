@@ -123,7 +123,9 @@ if launch and configs:
 # --- which curves: this session's latest batch (live) plus any saved runs ------------------------------
 files = cache.checkpoint_files()
 infos = {p: cache.checkpoint_info(p) for p in files}
-drawable = {p.stem: p for p, info in infos.items() if not info["error"] and info["history"].get("epoch")}
+# by id ("user/<name>" for your runs, see dvae_engine.store); launched batches are recognised by file name
+drawable = {cache.checkpoint_id(p): p for p, info in infos.items()
+            if not info["error"] and info["history"].get("epoch")}
 jobs = [j for j in registry.list(owner) if j.name.startswith(PREFIX)]
 batch = st.session_state.get("bvm_batch") or (jobs[0].name[:len(PREFIX) + 16] if jobs else None)
 
@@ -133,8 +135,9 @@ if "bvm_saved" not in st.session_state:
         st.session_state["bvm_saved"] = url_runs
     elif not jobs:
         # a fresh session: draw the newest batch launched here that is on disk
-        batches = sorted({s[:len(PREFIX) + 16] for s in drawable if s.startswith(PREFIX)})
-        st.session_state["bvm_saved"] = [s for s in drawable if batches and s.startswith(batches[-1])]
+        names = {s: p.stem for s, p in drawable.items()}
+        batches = sorted({n[:len(PREFIX) + 16] for n in names.values() if n.startswith(PREFIX)})
+        st.session_state["bvm_saved"] = [s for s in drawable if batches and names[s].startswith(batches[-1])]
     else:
         st.session_state["bvm_saved"] = []
 st.session_state["bvm_saved"] = [s for s in st.session_state["bvm_saved"] if s in drawable]
@@ -165,7 +168,7 @@ def render() -> list:
     curves = curves_of(batch_jobs, saved)
     if curves and any(c.history.get("epoch") for c in curves):
         figure = view.bound_vs_m_figure(curves)
-        figures.show(figure)
+        st.plotly_chart(figure, key="bvm-figure")
         figures.html_download(figure, "bound-vs-M", "bvm-figure")
     elif batch_jobs:
         st.info("The curves appear after each run's first epoch.")

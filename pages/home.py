@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from dvae_engine.data import DATASET_INFO, DATASETS
+from dvae_engine.data import DATASET_INFO, DATASET_LIKELIHOOD, DATASETS
 from dvae_engine.training import resolve_device
 from ui import cache, figures
 from ui import training_view as view
@@ -55,7 +55,7 @@ if example is not None:
 # --- pretrained models ---------------------------------------------------------------------------------
 st.header("Pretrained models")
 shipped = [p for p in files if cache.is_shipped(p)]
-user_runs = [p for p in files if not cache.is_shipped(p)]
+user_runs = [p for p in files if getattr(cache.checkpoint_entry(p), "kind", "") == "user"]
 entries = cache.manifest()
 if not shipped:
     st.info("No pretrained models were found in `checkpoints/`. Train one on the **Train** page (a few epochs on "
@@ -74,7 +74,7 @@ else:
             config = info["config"]
             st.markdown(entry.get("description") or config.describe())
             st.caption(f"{config.describe()} · {len(info['history'].get('epoch', []))} epochs")
-            st.markdown(view.headline(info["metrics"]))
+            st.markdown(view.headline(info["metrics"], DATASET_LIKELIHOOD[config.dataset]))
             # one link per line: side by side, "Reconstructions" was cut off in a card a third of 1280 px wide
             st.page_link("pages/posterior.py", label="Posterior", icon=":material/scatter_plot:",
                          query_params={"model": path.stem})

@@ -30,20 +30,21 @@ if not paths:
     st.stop()
 
 # --- settings: the two encoders (a change here reruns the whole page) --------------------------------
-stems = [p.stem for p in paths]
+stems = [cache.checkpoint_id(p) for p in paths]  # ids: "mnist-vae" (shipped), "user/<name>" (yours)
 with st.sidebar:
     st.header("Posterior settings")
-    model_stem = params.get("model", inputs.default_model(paths).stem, choices=stems)
+    model_stem = params.get("model", cache.checkpoint_id(inputs.default_model(paths)), choices=stems)
     path_a = st.selectbox("Encoder A", paths, index=stems.index(model_stem), format_func=inputs.label,
                           key="model_a", on_change=inputs.forget_noise)
+    id_a = stems[paths.index(path_a)]
     partners = inputs.compatible(path_a, paths)
     partner = inputs.default_partner(path_a, partners)
-    partner_stems = ["none"] + [p.stem for p in partners]
-    compare_stem = params.get("compare", partner.stem if partner else "none", choices=partner_stems)
+    partner_stems = ["none"] + [stems[paths.index(p)] for p in partners]
+    compare_stem = params.get("compare", stems[paths.index(partner)] if partner else "none", choices=partner_stems)
     compare_stem = st.selectbox("Encoder B (same dataset)", partner_stems, index=partner_stems.index(compare_stem),
-                                key=f"model_b_{path_a.stem}",
+                                key=f"model_b_{id_a}",
                                 format_func=lambda s: "none" if s == "none" else inputs.label(paths[stems.index(s)]))
-    params.put(model=path_a.stem, compare=compare_stem)
+    params.put(model=id_a, compare=compare_stem)
 
 checkpoint = inputs.load(path_a)
 if checkpoint is None:
@@ -94,7 +95,7 @@ def posterior() -> None:
     columns = st.columns(2)  # half width even for one encoder: the plane stays square-ish on a projector
     for (path, ck), mixture, column in zip(chosen, mixtures, columns):
         with column:
-            title = f"{path.stem} ({ck.config.model_name})"
+            title = f"{cache.checkpoint_label(path)} ({ck.config.model_name})"
             grid = comparison = None
             if ck.model.latent_dim == 2:
                 grid = cache.true_posterior(path, x_clean.numpy())
@@ -107,7 +108,7 @@ def posterior() -> None:
                 fig = figures.posterior_figure(projected, title, true_grid=grid, comparison=comparison,
                                                hpd=analysis.hpd_coverage)
             figures.show(fig)
-            figures.html_download(fig, f"posterior-{path.stem}", f"posterior_{path.stem}")
+            figures.html_download(fig, f"posterior-{path.stem}", f"posterior_{cache.checkpoint_id(path)}")
             st.caption(f"{ck.config.describe()} · latent size {ck.model.latent_dim}")
             if comparison is not None:
                 st.markdown(

@@ -382,3 +382,43 @@ def test_prepare_image_rejects_bad_input(bad, message):
 def test_prepare_image_rejects_a_bad_target_shape():
     with pytest.raises(ValueError, match="image_shape"):
         A.prepare_image(np.ones((4, 4)), (0, 8), binary=False)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width × height`` pixels, with almost no pixel data (a "decompression bomb")."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
+def _png(size: int = 40) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (size, size), 255).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_png_claiming(20_000, 20_000), "the limit here is 25,000,000 pixels"),  # past PIL's own bomb limit
+        (_png_claiming(6_000, 6_000), "6,000 × 6,000 pixels; the limit here is 25,000,000 pixels"),
+        (_png()[: len(_png()) // 2], "damaged or incomplete"),
+        (b"GIF89a" + b"\0" * 20, "damaged or incomplete|not a readable image"),
+        (b"\x00" * 64, "not a readable image file: this app reads PNG, JPEG"),
+    ],
+)
+def test_bad_image_files_get_plain_messages_without_internals(bad, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        A.prepare_image(bad, (28, 28), binary=True)
+    text = str(caught.value)
+    for internal in ("0x", "BytesIO", "decompression bomb", "DOS attack", "cannot identify"):
+        assert internal not in text

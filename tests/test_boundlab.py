@@ -295,15 +295,16 @@ def test_objective_vs_loglik_on_tiny_checkpoints(tiny_checkpoints, digits):
         ckpt = load_checkpoint(tiny_checkpoints / f"{name}.pt")
         calls = []
         out = bl.objective_vs_loglik(ckpt.model, x, training_objective_kwargs(ckpt.config, digits.train_mean()),
-                                     importance_samples=300, repeats=8, batch_size=16,
+                                     importance_samples=300, repeats=8, batch_size=16, config=ckpt.config,
                                      progress=lambda done, total, calls=calls: calls.append((done, total)))
-        for key in ("objective", "objective_stderr", "log_px_is", "elbo", "gap"):
+        for key in ("objective", "objective_stderr", "log_px", "log_px_mix", "log_px_plain", "elbo", "gap"):
             assert out[key].shape == (40,) and torch.isfinite(out[key]).all(), key
         assert calls[-1] == (40, 40)
         assert out["num_examples"] == 40 and 0 <= out["num_above"] <= 40
         assert (out["objective_stderr"] > 0).all()
-        assert out["log_px_is"].mean() > out["elbo"].mean()
-        assert out["mean_gap"] == pytest.approx(float((out["log_px_is"] - out["objective"]).mean()))
+        assert out["log_px_method"] == "mixture" and torch.equal(out["log_px"], out["log_px_mix"])
+        assert out["log_px_mix"].mean() > out["elbo"].mean() and out["log_px_plain"].mean() > out["elbo"].mean()
+        assert out["mean_gap"] == pytest.approx(float((out["log_px"] - out["objective"]).mean()))
         assert out["mean_gap"] > 0  # the sampled objective is a lower bound in expectation
         assert out["num_above"] <= 6
     with pytest.raises(ValueError, match="repeats"):
@@ -318,9 +319,11 @@ def test_objective_vs_exact_loglik_on_a_2d_latent_model(tiny_checkpoints, digits
     ckpt = load_checkpoint(tiny_checkpoints / "digits-dvae-2d.pt")
     x = digits.test[:15]
     out = bl.objective_vs_loglik(ckpt.model, x, training_objective_kwargs(ckpt.config), importance_samples=2000,
-                                 repeats=16, exact_2d=True)
-    assert out["log_px_exact"].shape == (15,)
-    assert (out["is_deficit"] > -0.05).all()  # an IS estimate is low in expectation: never clearly above
-    assert out["num_above_exact"] == 0
+                                 repeats=16, exact_2d=True, config=ckpt.config)
+    assert out["log_px_exact"].shape == (15,) and out["log_px_method"] == "exact"
+    # an IS estimate is low in expectation: never clearly above the exact value, for either proposal
+    assert (out["log_px_exact"] - out["log_px_plain"] > -0.05).all()
+    assert (out["log_px_exact"] - out["log_px_mix"] > -0.05).all()
+    assert out["num_above"] == 0
     assert "log_px_exact" not in bl.objective_vs_loglik(ckpt.model, x, training_objective_kwargs(ckpt.config),
                                                         importance_samples=10, repeats=2)

@@ -51,3 +51,21 @@ def test_bad_flags_and_files_give_clear_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     result = run_cli("eval", str(garbage), "--json")
     assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_train_flag_has_a_help_line_with_its_default():
+    from dataclasses import fields
+
+    from dvae_engine.cli import build_parser
+    from dvae_engine.training import TrainConfig
+
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]  # noqa: SLF001 — argparse keeps them here
+    actions = {a.dest: a for a in train_parser._actions}
+    for f in fields(TrainConfig):
+        action = actions[f.name]
+        assert action.help and f"(default: {f.default})" in action.help, f.name
+    assert actions["objective"].choices == ("vae", "iwae", "dvae", "diwae", "noisy-vae")
+    assert "[0, 1]" in actions["noise_level"].help and "σ" in actions["noise_level"].help
+    text = run_cli("train", "--help").stdout
+    assert "--kl-warmup-epochs" in text and "default: 0.001" in text

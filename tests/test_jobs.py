@@ -79,7 +79,7 @@ def test_stop_ends_the_run_within_an_epoch_and_still_saves(tmp_path, digits):
     assert job.status == "stopped"
     # 1197 one-example batches per epoch, reports every 20: it stopped inside the first epoch
     assert job.epoch == 0 and job.batch < job.batches_per_epoch == 1197
-    assert "stopped during epoch 1" in job.message
+    assert "stopped in epoch 1" in job.message
     saved = ckpt.load_checkpoint(job.checkpoint_path)
     assert saved.payload["status"] == "stopped"
     assert saved.history["epoch"] == []
@@ -300,3 +300,111 @@ def test_shutdown_stops_and_saves_every_running_job(tmp_path, digits):
     assert reg.snapshot(running).status == "stopped" and Path(reg.snapshot(running).checkpoint_path).is_file()
     assert reg.snapshot(waiting).status == "stopped" and reg.snapshot(waiting).checkpoint_path is None
     assert not any(t.is_alive() for t in reg._threads.values())
+
+
+# --- owners, names, diagnostics, evaluation progress -----------------------------------------------
+
+def test_only_the_owner_may_stop_or_dismiss_a_job(tmp_path, digits):
+    from dvae_engine.jobs import JobAccessError
+
+    reg = registry(tmp_path)
+    job_id = reg.submit(long_run(), owner="alice", dataset=digits)
+    with pytest.raises(JobAccessError, match="someone else"):
+        reg.stop(job_id, owner="bob")
+    assert reg.snapshot(job_id).active
+    reg.stop(job_id, owner="alice")
+    reg.wait(job_id, TIMEOUT)
+    with pytest.raises(JobAccessError, match="someone else"):
+        reg.forget(job_id, owner="bob")
+    reg.forget(job_id, owner="alice")
+    with pytest.raises(JobAccessError, match="no longer in the list"):
+        reg.stop(job_id, owner="alice")
+
+
+def test_files_go_to_the_owners_folder_and_names_cannot_leave_it(tmp_path, digits):
+    reg = registry(tmp_path / "root")
+    job = reg.wait(reg.submit(tiny(epochs=1), owner="alice", name="../../escape/../x", dataset=digits), TIMEOUT)
+    path = Path(job.checkpoint_path)
+    assert path.parent == tmp_path / "root" / "alice"
+    assert path.name == "escape-.-x.pt"
+    assert list(tmp_path.iterdir()) == [tmp_path / "root"]  # nothing written outside the folder
+    with pytest.raises(ValueError, match="owner key"):
+        reg.submit(tiny(), owner="../bob", dataset=digits)
+
+
+def test_a_diverged_run_is_saved_as_a_diagnostic_not_as_a_model(tmp_path, digits):
+    reg = registry(tmp_path)
+    job = reg.wait(reg.submit(tiny(lr=1e6), owner="alice", dataset=digits), TIMEOUT)
+    assert job.status == "diverged" and job.diagnostic
+    assert Path(job.checkpoint_path).parent == tmp_path / "alice" / "diagnostics"
+    assert not list((tmp_path / "alice").glob("*.pt"))
+    assert job.metrics == {}  # never evaluated
+
+
+def test_a_run_stopped_before_its_first_epoch_is_a_diagnostic(tmp_path, digits):
+    reg = registry(tmp_path)
+    job_id = reg.submit(long_run(), owner="alice", dataset=digits)
+    wait_until(lambda: started_batches(reg, job_id))
+    reg.stop(job_id, owner="alice")
+    job = reg.wait(job_id, TIMEOUT)
+    assert job.status == "stopped" and job.diagnostic and "nothing was learned" in job.message
+    assert Path(job.checkpoint_path).parent.name == "diagnostics"
+
+
+def test_evaluation_reports_counts_and_a_cost_weighted_fraction_and_counts_in_the_total_time(tmp_path, digits):
+    reg = registry(tmp_path, eval_examples=120, eval_importance_samples=400)
+    seen = []
+    original = reg._update
+
+    def spy(job_id, **changes):
+        original(job_id, **changes)
+        if "eval_fraction" in changes and reg._jobs[job_id].status == "evaluating":
+            seen.append(reg.snapshot(job_id))
+
+    reg._update = spy
+    job = reg.wait(reg.submit(tiny(epochs=1), owner="alice", dataset=digits), TIMEOUT)
+    assert job.status == "finished"
+    stages = [s.eval_stage for s in seen if s.eval_step]
+    assert stages[0] == "ELBO" and stages[-1].startswith("log p(x)")
+    # ELBO, training objective, log p(x) by the mixture and the plain proposals, and exactly (2-D latent)
+    assert {s.eval_steps for s in seen} == {5} and seen[-1].eval_step == 5
+    assert stages[-1] == "log p(x), exact"
+    assert all(s.eval_examples == 120 and 0 < s.eval_done <= s.eval_total == 120 for s in seen if s.eval_step)
+    fractions = [s.eval_fraction for s in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    # the cheap stages (ELBO: weight 1, own objective: M·K = 1) take 2/402 of the bar, not 2/3
+    assert max(s.eval_fraction for s in seen if not s.eval_stage.startswith("log p(x)")) <= 2 / 402 + 1e-9
+    assert job.train_seconds is not None and job.eval_seconds is not None
+    assert job.wall_seconds >= job.train_seconds + job.eval_seconds - 1e-6
+    assert job.metrics["num_examples"] == 120 and job.metrics["importance_samples"] == 400
+
+
+def test_quick_and_no_evaluation(tmp_path, digits):
+    reg = registry(tmp_path, eval_examples=300, eval_importance_samples=400, quick_eval_examples=40,
+                   quick_eval_importance_samples=20)
+    quick = reg.wait(reg.submit(tiny(epochs=1), owner="a", dataset=digits, evaluation="quick"), TIMEOUT)
+    assert quick.metrics["num_examples"] == 40 and quick.metrics["importance_samples"] == 20
+    assert quick.metrics["evaluation"] == "quick"
+    none = reg.wait(reg.submit(tiny(epochs=1), owner="a", dataset=digits, evaluation="none"), TIMEOUT)
+    assert none.status == "finished" and none.metrics == {} and none.eval_seconds is None
+    with pytest.raises(ValueError, match="evaluation must be one of"):
+        reg.submit(tiny(), evaluation="thorough", dataset=digits)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priorities are a Linux feature")
+def test_training_threads_can_yield_to_interactive_work(tmp_path, digits):
+    import os
+
+    seen = []
+    reg = registry(tmp_path, nice=7)
+    original = reg._train
+
+    def spy(job_id, dataset):
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        original(job_id, dataset)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - base)
+
+    reg._train = spy
+    assert reg.wait(reg.submit(tiny(epochs=1), dataset=digits), TIMEOUT).status == "finished"
+    assert seen == [7]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)

@@ -67,21 +67,21 @@ def test_noise_zero_reduces_dvae_and_diwae_to_vae_and_iwae(noise):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_augmentation_baseline_at_noise_zero_is_the_vae():
+def test_noisy_vae_at_noise_zero_is_the_vae():
     model = tiny_model()
     x = binary_batch()
-    a = objective_per_example(model, x, "augment", "salt-pepper", 0.0, generator=gen(), analytic_kl=False)
+    a = objective_per_example(model, x, "noisy-vae", "salt-pepper", 0.0, generator=gen(), analytic_kl=False)
     b = objective_per_example(model, x, "vae", generator=gen(), analytic_kl=False)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_augmentation_baseline_scores_the_corrupted_input():
-    """With noise the baseline reconstructs x̃; DVAE reconstructs x. Same draws, different numerators."""
+def test_noisy_vae_scores_the_corrupted_input():
+    """With noise the noisy-data VAE reconstructs x̃; DVAE reconstructs x. Same draws, different numerators."""
     model = tiny_model()
     x = binary_batch()
     dvae = objective_per_example(model, x, "dvae", "salt-pepper", 0.5, generator=gen(), analytic_kl=False)
-    augment = objective_per_example(model, x, "augment", "salt-pepper", 0.5, generator=gen(), analytic_kl=False)
-    assert not torch.allclose(dvae, augment)
+    noisy = objective_per_example(model, x, "noisy-vae", "salt-pepper", 0.5, generator=gen(), analytic_kl=False)
+    assert not torch.allclose(dvae, noisy)
 
 
 def test_diwae_is_at_least_dvae_on_the_same_weights_and_samples():
@@ -158,3 +158,52 @@ def test_unknown_objective_and_bad_sample_counts_are_rejected():
         objective_per_example(model, x, "iwae", num_samples=0)
     with pytest.raises(ValueError, match="num_corruptions"):
         objective_per_example(model, x, "dvae", "salt-pepper", 0.1, num_corruptions=0)
+
+
+# --- one meaning of M, and no unbounded objective ------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["vae", "iwae"])
+def test_m_counts_corrupted_copies_so_objectives_without_noise_refuse_m_above_one(objective):
+    """Earlier, a solo IWAE ignored M (k = K) while the sweep and validation used k = M·K: M now means one thing."""
+    from dvae_engine.training import TrainConfig
+
+    with pytest.raises(ValueError, match="M .*must be 1"):
+        TrainConfig(dataset="digits", objective=objective, noise="none", noise_level=0.0, num_corruptions=5)
+    with pytest.raises(ValueError, match="M .*must be 1"):
+        objective_per_example(tiny_model(), binary_batch(), objective, num_corruptions=3, generator=gen())
+    # checkpoints written before the fix (VAE/IWAE with a stored M > 1, which a solo run ignored) load with M = 1
+    old = TrainConfig.from_dict({"dataset": "digits", "objective": objective, "noise": "none", "noise_level": 0.0,
+                                 "num_corruptions": 5, "num_samples": 2})
+    assert old.num_corruptions == 1 and "M=" not in old.describe()
+
+
+def test_m_is_the_number_of_corrupted_copies_in_describe_and_validation():
+    from dvae_engine.training import TrainConfig
+
+    config = TrainConfig(dataset="digits", objective="diwae", noise_level=0.1, num_corruptions=5, num_samples=2)
+    assert "M=5 K=2" in config.describe()
+
+
+def test_noisy_vae_with_gaussian_noise_on_binary_data_is_refused():
+    """The Bernoulli log-likelihood of x̃ outside {0, 1} grows without limit: that is no objective to maximise."""
+    from dvae_engine.training import TrainConfig
+
+    with pytest.raises(ValueError, match="Bernoulli"):
+        TrainConfig(dataset="mnist", objective="noisy-vae", noise="gaussian", noise_level=0.1)
+    with pytest.raises(ValueError, match="Bernoulli"):
+        objective_per_example(tiny_model(), binary_batch(), "noisy-vae", "gaussian", 0.5, generator=gen())
+    # what the old code allowed: push the logits up and the "log-likelihood" of x̃ = 1.5 grows without bound
+    logits = torch.tensor([10.0, 100.0])
+    assert ((1.5 * logits - torch.nn.functional.softplus(logits)) > 0).all()
+    # real-valued data with a Gaussian decoder is fine, and so is binary-preserving noise on binary data
+    TrainConfig(dataset="frey", objective="noisy-vae", noise="gaussian", noise_level=0.05)
+    TrainConfig(dataset="mnist", objective="noisy-vae", noise="salt-pepper", noise_level=0.1)
+
+
+def test_the_old_augment_name_reads_as_noisy_vae():
+    from dvae_engine.training import TrainConfig
+
+    config = TrainConfig.from_dict({"dataset": "digits", "objective": "augment", "noise": "salt-pepper",
+                                    "noise_level": 0.1})
+    assert config.objective == "noisy-vae" and config.model_name == "Noisy-data VAE"

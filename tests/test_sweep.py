@@ -19,7 +19,7 @@ def configs():
     return [
         TrainConfig(**BASE, objective="dvae", noise_level=0.1, seed=0),
         TrainConfig(**BASE, objective="diwae", noise_level=0.2, seed=1),
-        TrainConfig(**BASE, objective="augment", noise_level=0.1, seed=2),
+        TrainConfig(**BASE, objective="noisy-vae", noise_level=0.1, seed=2),
         TrainConfig(**BASE, objective="dvae", noise_level=0.0, seed=3),
     ]
 
@@ -34,7 +34,7 @@ def solo_models(cfgs, input_dim=64):
 
 def reference_value(model, config, x_clean, x_noisy, eps):
     """One model's objective for given draws, written out directly from Eq. 11 / Eq. 12."""
-    target = x_noisy.unsqueeze(1) if config.objective == "augment" else x_clean
+    target = x_noisy.unsqueeze(1) if config.objective == "noisy-vae" else x_clean
     log_w, log_px_z, kl = model(target, x_noisy, eps)
     if config.objective in ("iwae", "diwae"):
         return iwae(log_w)

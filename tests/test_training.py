@@ -156,3 +156,63 @@ def test_compiled_objective_trains_like_the_eager_one(digits):
     compiled = train(config.replace(compile=True), digits)
     assert compiled.message == ""  # it really compiled (no fallback)
     assert compiled.history["train_objective"] == pytest.approx(eager.history["train_objective"], abs=1e-2)
+
+
+def test_the_papers_data_augmentation_baseline_is_vae_or_iwae_re_binarized_every_pass(digits):
+    """Sec. 4: a fresh binarization of the grey-level images each time they are used; named as such."""
+    from dvae_engine.data import load_dataset
+    from dvae_engine.paper import DATA_AUGMENTATION, departures_for
+
+    config = TrainConfig(**{**SMALL, "epochs": 2}, objective="iwae", noise="none", noise_level=0.0, num_samples=3,
+                         binarization="dynamic")
+    assert config.is_data_augmentation and "the paper's data augmentation" in config.describe()
+    assert not config.replace(binarization="static").is_data_augmentation
+    assert not config.replace(dataset="binarized-mnist").is_data_augmentation  # no grey levels to re-draw
+    assert any("re-binarizes" in note for note in departures_for(config))
+    assert DATA_AUGMENTATION["IWAE"] == (92.51, 0.07) and DATA_AUGMENTATION["VAE"] == (93.88, 0.08)
+    from dvae_engine.data import Dataset
+
+    dynamic = load_dataset("digits", binarization="dynamic")
+    seen = []
+    original = Dataset.resample_train
+
+    def spy(self, generator):
+        original(self, generator)
+        seen.append(self.train.clone())
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Dataset, "resample_train", spy)
+        train(config, dynamic)
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])  # every epoch sees a new binarization
+    assert set(seen[0].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_departures_from_the_paper_are_listed_for_the_runs_they_concern():
+    from dvae_engine.paper import departures_for
+
+    iwae = TrainConfig(dataset="mnist", objective="iwae", noise="none", noise_level=0.0, num_samples=5)
+    assert any("tanh" in note for note in departures_for(iwae))
+    assert not any("tanh" in note for note in departures_for(iwae.replace(activation="tanh")))
+    frey = TrainConfig(dataset="frey", objective="dvae", noise="gaussian", noise_level=0.025)
+    assert any("σ" in note for note in departures_for(frey))
+    mean = TrainConfig(dataset="mnist", objective="dvae", noise="mean-image", noise_level=0.1)
+    assert any("rescaled" in note for note in departures_for(mean))
+
+
+def test_recipe_options_output_bias_adam_eps_and_warmup(digits):
+    from dvae_engine.training import kl_weight
+
+    config = TrainConfig(**{**SMALL, "epochs": 1}, objective="vae", noise="none", noise_level=0.0,
+                         output_bias="data-mean", adam_eps=1e-4, kl_warmup_epochs=3)
+    assert [kl_weight(config, e) for e in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    stop = threading.Event()
+    stop.set()  # no step at all: the model as initialised
+    start = train(config, digits, stop_event=stop)
+    bias = start.model.decoder[-1].bias
+    mean = digits.train.mean(0).clamp(1e-3, 1 - 1e-3)
+    torch.testing.assert_close(torch.sigmoid(bias), mean, rtol=0, atol=1e-6)
+    assert start.optimizer.param_groups[0]["eps"] == 1e-4
+    with pytest.raises(ValueError, match="output_bias"):
+        TrainConfig(**SMALL, output_bias="zeros")
+    with pytest.raises(ValueError, match="kl_warmup_epochs"):
+        TrainConfig(**SMALL, kl_warmup_epochs=-1)

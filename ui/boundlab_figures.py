@@ -1,14 +1,21 @@
-"""Figures and labels of the "Is it a bound?" page (SVG, :mod:`ui.svgplot`). They only draw numbers
-:mod:`dvae_engine.boundlab` computed.
+"""Figures and labels of the "Is it a bound?" page. They only draw numbers :mod:`dvae_engine.boundlab` computed.
+
+The lab's figures, redrawn on every slider move, are SVG (:mod:`ui.svgplot`); the real-model scatter of
+section 3, drawn once per button press, is plotly (zoom, hover).
 
 Okabe–Ito colours (colour-blind safe) plus line dashes, so no quantity is told apart by hue alone.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ui.svgplot import Chart
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 NATS = "nats per example"
 BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE = (
@@ -146,26 +153,38 @@ def counterexample_figure(sweep: dict, a_now: float) -> str:
     return chart.vline(1.0 - a_now, label=f"1 − a = {1 - a_now:g}").to_html()
 
 
-def objective_scatter(result: dict, objective_label: str) -> str:
-    """Per-example objective (y) against log p(x) (x), the diagonal y = x drawn.
+def objective_scatter(result: dict, objective_label: str) -> go.Figure:
+    """Per-example objective (y) against log p(x) (x), the diagonal y = x drawn (plotly: zoom and hover to
+    find an example; a button-started comparison, so no classroom latency is at stake).
 
-    log p(x) is the exact (quadrature) value when the result has it (2-D latents), else importance-sampled.
+    log p(x) is the exact (quadrature) value when the result has it (2-D latents), else importance-sampled
+    from the defensive mixture proposal.
     """
-    exact = "log_px_exact" in result
-    x = (result["log_px_exact"] if exact else result["log_px_is"]).numpy()
+    import plotly.graph_objects as go
+
+    exact = result["log_px_method"] == "exact"
+    x = result["log_px"].numpy()
     y = result["objective"].numpy()
     err = result["num_sigmas"] * result["objective_stderr"].numpy()
     above = (y - x) > err
-    chart = _chart("Training objective vs log p(x), per clean test example",
-                   (f"log p(x), exact by quadrature on a grid ({NATS})" if exact else
-                    f"log p(x), importance-sampled with k = {result['importance_samples']} ({NATS})"),
-                   f"{objective_label}, mean of {result['repeats']} draws ({NATS})", height=520, name="scatter",
-                   width=FULL_WIDTH)
-    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-    chart.line([low, high], [low, high], name="diagonal: objective = log p(x)", color=BLACK, dash="dash")
+    fig = go.Figure()
     for mask, name, colour in ((~above, "objective below log p(x), or within its Monte Carlo error", BLUE),
                                (above, f"objective above log p(x) by > {result['num_sigmas']:g} s.e.", VERMILLION)):
         if mask.any():
-            chart.markers(x[mask], y[mask], name=f"{name} ({int(mask.sum())})", color=colour, size=7,
-                          symbol="circle" if colour == BLUE else "triangle-up", outline=None, error=err[mask])
-    return chart.to_html()
+            fig.add_trace(go.Scatter(
+                x=x[mask], y=y[mask], mode="markers", name=f"{name} ({int(mask.sum())})",
+                marker=dict(color=colour, size=6, symbol="circle" if colour == BLUE else "triangle-up"),
+                error_y=dict(type="data", array=err[mask], visible=True, thickness=1, color=colour)))
+    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="diagonal: objective = log p(x)",
+                             line=dict(color=BLACK, dash="dash")))
+    fig.update_layout(
+        title=dict(text="Training objective vs log p(x), per clean test example"), height=520,
+        margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+        template="plotly_white",
+    )
+    fig.update_xaxes(title_text=(f"log p(x), exact by quadrature on a grid ({NATS})" if exact else
+                                 f"log p(x), importance-sampled (mixture proposal, k = {result['importance_samples']})"
+                                 f" ({NATS})"))
+    fig.update_yaxes(title_text=f"{objective_label}, mean of {result['repeats']} draws ({NATS})")
+    return fig

@@ -7,12 +7,15 @@
 
 Checkpoint folders: the shipped, pretrained models live in ``checkpoints/``
 (read-only in the app: they can be downloaded but not deleted or renamed);
-runs trained or uploaded in the app go to ``checkpoints/user/`` (or
-``$DVAE_USER_CHECKPOINT_DIR``).
+runs trained or uploaded in the app go to ``checkpoints/user/<owner>/`` (the root is
+``$DVAE_USER_CHECKPOINT_DIR`` if set), private to the browser that made them — see
+:mod:`dvae_engine.store` for the ids (``mnist-vae``, ``user/<name>``, …) that pages,
+URLs and widget keys use, and :mod:`ui.identity` for who the owner is.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -22,9 +25,12 @@ import torch
 from dvae_engine import checkpoint as ckpt
 from dvae_engine.data import Dataset, DatasetNotFoundError, available_offline, load_dataset, random_rows
 from dvae_engine.jobs import JobRegistry
+from dvae_engine.store import KINDS, MODEL_KINDS, CheckpointStore, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONCURRENT_JOBS = int(os.environ.get("DVAE_MAX_JOBS", "2"))
+# Training threads yield to page reruns (a class moving sliders) and train in the idle time.
+JOB_NICE = int(os.environ.get("DVAE_JOB_NICE", "10"))
 
 
 def shipped_dir() -> Path:
@@ -40,7 +46,7 @@ def user_dir() -> Path:
 @st.cache_resource
 def job_registry() -> JobRegistry:
     """One registry for the whole server: jobs survive reruns, page switches and refreshes."""
-    return JobRegistry(user_dir(), max_concurrent=MAX_CONCURRENT_JOBS)
+    return JobRegistry(user_dir(), max_concurrent=MAX_CONCURRENT_JOBS, nice=JOB_NICE)
 
 
 @st.cache_resource(show_spinner="Loading dataset…")
@@ -80,11 +86,68 @@ def load_model(path: str | Path) -> ckpt.Checkpoint:
     return _load(str(path), path.stat().st_mtime)
 
 
+def store() -> CheckpointStore:
+    """The checkpoint folders, by owner (cheap: no caching needed)."""
+    return CheckpointStore(shipped_dir(), user_dir())
+
+
+def _owner() -> str:
+    from ui import identity
+
+    return identity.owner_key()
+
+
+def _stamp(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _listing(shipped: str, user_root: str, owner: str, kinds: tuple[str, ...],
+             stamps: tuple[int, ...]) -> tuple[tuple[Entry, ...], dict[str, Entry]]:
+    entries = tuple(CheckpointStore(shipped, user_root).entries(owner, kinds))
+    return entries, {str(e.path): e for e in entries}
+
+
+def _entries(kinds: tuple[str, ...]) -> tuple[tuple[Entry, ...], dict[str, Entry]]:
+    """The listing, re-read only when one of its folders changed (a file added, renamed or removed)."""
+    folders = store()
+    owner = _owner()
+    watched = [folders.shipped_dir, folders.user_root]
+    if owner:
+        watched += [folders.folder(owner), folders.folder(owner, "diagnostic")]
+    return _listing(str(folders.shipped_dir), str(folders.user_root), owner, tuple(kinds),
+                    tuple(_stamp(f) for f in watched))
+
+
+def checkpoint_entries(kinds: tuple[str, ...] = MODEL_KINDS) -> list[Entry]:
+    """The checkpoints this browser may see: shipped ones, its own, older shared ones (never others')."""
+    return list(_entries(kinds)[0])
+
+
 def checkpoint_files() -> list[Path]:
-    """Every checkpoint the app can offer: shipped ones first, then the user's, newest first."""
-    shipped = sorted(shipped_dir().glob("*.pt"))
-    user = sorted(user_dir().glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return shipped + user
+    """Every model this browser can open: shipped ones first, then its own (newest first); no diagnostics."""
+    return [entry.path for entry in checkpoint_entries()]
+
+
+def checkpoint_entry(path: str | Path) -> Entry | None:
+    """The entry (id, kind, label) of a checkpoint file this browser may see."""
+    entry = _entries(KINDS)[1].get(str(path))
+    return entry if entry is not None else store().entry_for_path(_owner(), path)
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """The id of a checkpoint file for URLs and widget keys: ``mnist-vae`` (shipped) or ``user/<name>`` (yours)."""
+    entry = checkpoint_entry(path)
+    return entry.id if entry is not None else Path(path).stem
+
+
+def checkpoint_label(path: str | Path) -> str:
+    """A checkpoint's name as people read it: ``mnist-vae``, ``mnist-vae (yours)``."""
+    entry = checkpoint_entry(path)
+    return entry.label if entry is not None else Path(path).stem
 
 
 def is_shipped(path: str | Path) -> bool:
@@ -314,11 +377,10 @@ def teaching_model(same_dataset_only: bool = False) -> Path | None:
     return min(candidates)[1] if candidates else None
 
 
-def find_checkpoint(stem: str | None) -> Path | None:
-    """The checkpoint file named ``stem`` (the ``?model=`` query parameter), shipped ones first."""
-    if not stem:
-        return None
-    return next((p for p in checkpoint_files() if p.stem == stem), None)
+def find_checkpoint(entry_id: str | None) -> Path | None:
+    """The checkpoint file an id names (the ``?model=`` query parameter) for this browser, or None."""
+    entry = store().resolve(_owner(), entry_id)
+    return None if entry is None or entry.kind == "diagnostic" else entry.path
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -64,13 +64,26 @@ def show(figure_html_text: str, key: str | None = None) -> None:
     _figure_component(data={"html": figure_html_text}, key=key)
 
 
-def html_download(figure_html_text: str, name: str, key: str) -> None:
-    """A small button that downloads a figure as a stand-alone HTML file (built only when clicked)."""
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}  # for the plotly figures of the pages where no slider redraws them (Train, Bound vs M, Checkpoints, section 3)
+
+
+def html_download(figure, name: str, key: str) -> None:
+    """A small button that downloads a figure as a stand-alone HTML file (built only when clicked).
+
+    ``figure`` is HTML/SVG text from this module, or a plotly figure (saved interactive, plotly.js included).
+    """
     import streamlit as st
 
-    st.download_button("Download figure (HTML)", data=lambda: standalone_html(figure_html_text, name),
-                       file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
-                       type="tertiary", icon=":material/download:")
+    def build() -> str:
+        if isinstance(figure, str):
+            return standalone_html(figure, name)
+        return figure.to_html(include_plotlyjs=True, full_html=True)
+
+    st.download_button("Download figure (HTML)", data=build, file_name=f"{name}.html", mime="text/html",
+                       key=f"{key}-html", on_click="ignore", type="tertiary", icon=":material/download:")
 
 
 def _numpy(a) -> np.ndarray:

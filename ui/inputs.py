@@ -50,9 +50,10 @@ def load(path: Path) -> Checkpoint | None:
 
 
 def label(path: Path) -> str:
-    """``stem — DVAE mnist salt-pepper 10% …`` for a select box."""
+    """``name — DVAE mnist salt-pepper 10% …`` for a select box (``name (yours)`` for the user's own files)."""
     info = cache.checkpoint_info(path)
-    return path.stem if info.get("error") else f"{path.stem} — {info['config'].describe()}"
+    name = cache.checkpoint_label(path)
+    return name if info.get("error") else f"{name} — {info['config'].describe()}"
 
 
 def dataset_hint(name: str, message: str | None) -> None:
@@ -278,22 +279,27 @@ def default_model(paths: list[Path]) -> Path:
 
 
 def choose_models(paths: list[Path], container=st, max_others: int = 3) -> list[Path]:
-    """A main model and up to ``max_others`` models of the same dataset to compare with (URL: model, others)."""
-    stems = [p.stem for p in paths]
-    model_stem = params.get("model", default_model(paths).stem, choices=stems)
-    primary = container.selectbox("Model", paths, index=stems.index(model_stem), format_func=label, key="model_main",
+    """A main model and up to ``max_others`` models of the same dataset to compare with (URL: model, others).
+
+    Models are named by their ids (``mnist-vae`` shipped, ``user/<name>`` yours), so a file of yours
+    with a shipped model's name never collides with it.
+    """
+    ids = [cache.checkpoint_id(p) for p in paths]
+    model_id = params.get("model", cache.checkpoint_id(default_model(paths)), choices=ids)
+    primary = container.selectbox("Model", paths, index=ids.index(model_id), format_func=label, key="model_main",
                                   on_change=forget_noise)
+    primary_id = ids[paths.index(primary)]
     partners = compatible(primary, paths)
     partner = default_partner(primary, partners)
-    partner_stems = [p.stem for p in partners]
-    wanted = params.get("others", partner.stem if partner else "")
-    default = [s for s in wanted.split(",") if s in partner_stems][:max_others]
+    partner_ids = [ids[paths.index(p)] for p in partners]
+    wanted = params.get("others", ids[paths.index(partner)] if partner else "")
+    default = [s for s in wanted.split(",") if s in partner_ids][:max_others]
     others = container.multiselect(
-        "Compare with (same dataset)", partner_stems, default=default, key=f"others_{primary.stem}",
-        max_selections=max_others, format_func=lambda s: label(paths[stems.index(s)]),
+        "Compare with (same dataset)", partner_ids, default=default, key=f"others_{primary_id}",
+        max_selections=max_others, format_func=lambda s: label(paths[ids.index(s)]),
     )
-    params.put(model=primary.stem, others=",".join(others))
-    return [primary] + [paths[stems.index(s)] for s in others]
+    params.put(model=primary_id, others=",".join(others))
+    return [primary] + [paths[ids.index(s)] for s in others]
 
 
 def choose_and_load_models(paths: list[Path], header: str) -> dict[str, Checkpoint]:
@@ -301,8 +307,8 @@ def choose_and_load_models(paths: list[Path], header: str) -> dict[str, Checkpoi
     with st.sidebar:
         st.header(header)
         chosen_paths = choose_models(paths, container=st.sidebar)
-    loaded = {p.stem: load(p) for p in chosen_paths}
-    loaded = {stem: ck for stem, ck in loaded.items() if ck is not None}
+    loaded = {cache.checkpoint_label(p): load(p) for p in chosen_paths}  # unique: "x" (shipped), "x (yours)"
+    loaded = {name: ck for name, ck in loaded.items() if ck is not None}
     if not loaded:
         st.stop()
     return loaded

@@ -7,12 +7,14 @@ Pattern on a page::
     level = st.slider("Noise level", 0.0, 1.0, value=level)
     params.put(noise=noise, level=level)
 
-``get`` never raises: a missing or malformed value (hand-edited URL) falls back
-to the default; ``put`` writes only keys whose value changed.
+``get`` never raises: a missing value falls back to the default silently, a malformed
+or out-of-range one (hand-edited URL) falls back to the default with a visible notice;
+``put`` writes only keys whose value changed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -21,27 +23,59 @@ import streamlit as st
 T = TypeVar("T")
 
 
-def get(key: str, default: T, cast: Callable[[str], T] | None = None, choices: Sequence[T] | None = None,
-        low: float | None = None, high: float | None = None) -> T:
-    """The query parameter ``key`` cast like ``default`` (or with ``cast``), else ``default``."""
+def check(key: str, cast: Callable[[str], T] | type = str, choices: Sequence[T] | None = None,
+          low: float | None = None, high: float | None = None) -> tuple[T | None, str | None]:
+    """``(value, None)`` for a usable query parameter, ``(None, why)`` for an unusable one, ``(None, None)`` if absent.
+
+    ``why`` says in plain words what was wrong and what is allowed, e.g. ``"z=0 is below the smallest allowed
+    value, 1"``.
+    """
     raw = st.query_params.get(key)
     if raw is None:
-        return default
-    caster = cast or (type(default) if default is not None else str)
+        return None, None
+    shown = f"{key}={raw[:40]}"
     try:
-        if caster is bool:
+        if cast is bool:
             value = raw.lower() in ("1", "true", "yes", "on")
         else:
-            value = caster(raw)
+            value = cast(raw)
     except (TypeError, ValueError):
-        return default
+        kind = {int: "a whole number", float: "a number"}.get(cast, "a valid value")
+        return None, f"{shown} is not {kind}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"{shown} is not a finite number"
     if choices is not None and value not in choices:
-        return default
+        allowed = ", ".join(str(c) for c in list(choices)[:8]) + (", …" if len(choices) > 8 else "")
+        return None, f"{shown} is not one of the allowed values ({allowed})"
     if low is not None and value < low:
-        return default
+        return None, f"{shown} is below the smallest allowed value, {low:g}"
     if high is not None and value > high:
-        return default
-    return value
+        return None, f"{shown} is above the largest allowed value, {high:g}"
+    return value, None
+
+
+def notify(problem: str, default=None) -> None:
+    """Tell the user, once per session and problem, that a link's value was not used (a toast)."""
+    seen = st.session_state.setdefault("_param_notices", set())
+    if problem in seen:
+        return
+    seen.add(problem)
+    fallback = "" if default is None or default == "" else f"; using the default, {default}"
+    st.toast(f"This link's setting {problem}{fallback}.", icon=":material/link_off:")
+
+
+def get(key: str, default: T, cast: Callable[[str], T] | None = None, choices: Sequence[T] | None = None,
+        low: float | None = None, high: float | None = None, quiet: bool = False) -> T:
+    """The query parameter ``key`` cast like ``default`` (or with ``cast``), else ``default``.
+
+    A value that is present but unusable (malformed, not a choice, out of range) falls back to
+    ``default`` with a visible notice (:func:`notify`) unless ``quiet``.
+    """
+    caster = cast or (type(default) if default is not None else str)
+    value, problem = check(key, caster, choices, low, high)
+    if problem is not None and not quiet:
+        notify(problem, default)
+    return default if value is None else value
 
 
 def put(**values) -> None:

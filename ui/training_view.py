@@ -1,11 +1,13 @@
 """What the training pages (Home, Train, Bound vs M, Checkpoints) share: who is asking, labels, figures.
 
-* :func:`owner_id` — one id per browser session, kept in ``st.session_state`` and in the
-  URL (``?owner=``) so a refresh still sees its own training jobs.
+* :func:`owner_id` — the key of this browser's owner token (see :mod:`ui.identity`: a
+  cookie, never the URL), which owns its training jobs and checkpoint files.
 * Labels: :func:`progress_text`, :func:`metric_rows` (every number says what it is, in
   nats per example), :func:`config_rows`.
-* Figures (SVG, :mod:`ui.svgplot`): :func:`history_figure` (live training curves), :func:`sparkline`,
-  :func:`bound_vs_m_figure` (the paper's Figure 1), :func:`dvae_diagram` (the Home picture).
+* Plotly figures (interactive, imported only when drawn): :func:`history_figure` (live training
+  curves), :func:`sparkline`, :func:`bound_vs_m_figure` (the paper's Figure 1).
+* :func:`dvae_diagram` (the Home picture): inline SVG (:mod:`ui.svgplot`), so the first page a
+  visitor sees needs neither plotly's Python import nor its JavaScript bundle.
 
 Colours are the Okabe–Ito palette (colour-blind safe). No arithmetic on model outputs
 happens here: figures only draw numbers the engine computed.
@@ -13,19 +15,22 @@ happens here: figures only draw numbers the engine computed.
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from dvae_engine.cli import format_eta
+from dvae_engine.evaluation import headline_nll
 from dvae_engine.jobs import JobSnapshot
 from dvae_engine.training import TrainConfig
-from ui.figures import PALETTE, html_download, image_bytes, show
-from ui.svgplot import Chart, esc, figure_html, legend_html, png_data_uri
+from ui.figures import PALETTE, html_download, image_bytes
+from ui.svgplot import esc, figure_html, png_data_uri
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 OKABE_ITO = PALETTE  # the colour-blind-safe palette of ui/figures.py
 NATS = "nats per example"
@@ -34,14 +39,16 @@ OBJECTIVE_LABELS = {
     "iwae": "IWAE",
     "dvae": "DVAE",
     "diwae": "DIWAE",
-    "augment": "Data augmentation (baseline)",
+    "noisy-vae": "Noisy-data VAE (reconstructs x̃)",
+    "augment-vae": "Data augmentation, VAE (paper Sec. 4)",
+    "augment-iwae": "Data augmentation, IWAE (paper Sec. 4)",
 }
 TRAIN_OBJECTIVE_NAMES = {
     "vae": "VAE ELBO",
     "iwae": "IWAE bound",
     "dvae": "DVAE objective (Eq. 11, corrupted x̃)",
     "diwae": "DIWAE objective (Eq. 12, corrupted x̃)",
-    "augment": "augmentation ELBO (scores x̃)",
+    "noisy-vae": "ELBO of the corrupted x̃",
 }
 STATUS_LABELS = {
     "queued": ":gray[queued]",
@@ -52,43 +59,62 @@ STATUS_LABELS = {
     "diverged": ":red[diverged]",
     "failed": ":red[failed]",
 }
-_OWNER_PATTERN = re.compile(r"[0-9a-f]{8,32}")
 
 
 # --- who is asking ---------------------------------------------------------------------------
 
 def owner_id() -> str:
-    """This browser session's owner id: session state first, else the URL's ``owner``, else a new one.
+    """The server-side key of this browser's owner (a hash of the token in its cookie; never in the URL)."""
+    from ui import identity
 
-    It is written back to the URL so a refresh (a new session) finds the same jobs.
-    """
-    owner = st.session_state.get("owner")
-    if not owner:
-        from_url = st.query_params.get("owner", "")
-        owner = from_url if _OWNER_PATTERN.fullmatch(from_url) else uuid.uuid4().hex[:16]
-        st.session_state["owner"] = owner
-    if st.query_params.get("owner") != owner:
-        st.query_params["owner"] = owner
-    return owner
+    return identity.owner_key()
 
 
 # --- labels ----------------------------------------------------------------------------------
 
 def progress_text(job: JobSnapshot) -> str:
-    """e.g. ``Epoch 3 of 10 · batch 40/120 · 5,210 examples/s · about 0:42 left``."""
+    """e.g. ``Epoch 3 of 10 · batch 40/120 · 5,210 examples/s · about 0:42 left``.
+
+    While evaluating: ``Evaluating on 1,000 clean test images · step 3 of 3: log p(x), k=1000 ·
+    350 of 1,000 · about 0:20 left``.
+    """
     if job.status == "queued":
         position = f" (position {job.queue_position})" if job.queue_position else ""
         return f"waiting for a free training slot{position}"
+    eta = job.eta_seconds
+    left = f"about {format_eta(eta)} left" if eta is not None else "estimating time left…"
     if job.status == "evaluating":
-        return "evaluating the trained model on clean test data"
+        parts = [f"Evaluating on {job.eval_examples:,} clean test images"]
+        if job.eval_step:
+            parts.append(f"step {job.eval_step} of {job.eval_steps}: {job.eval_stage}")
+            parts.append(f"{job.eval_done:,} of {job.eval_total:,}")
+        parts.append(left)
+        return " · ".join(parts)
     parts = [f"Epoch {min(job.epoch + 1, job.epochs)} of {job.epochs}"]
     if job.batches_per_epoch:
         parts.append(f"batch {job.batch}/{job.batches_per_epoch}")
     if job.examples_per_sec:
         parts.append(f"{job.examples_per_sec:,.0f} examples/s")
-    eta = job.eta_seconds
-    parts.append(f"about {format_eta(eta)} left" if eta is not None else "estimating time left…")
+    parts.append(left)
     return " · ".join(parts)
+
+
+def duration_text(job: JobSnapshot) -> str:
+    """``in 66 s (training 5 s, evaluation 61 s)``: wall-clock time from the run's start, evaluation included."""
+    total = f"in {format_seconds(job.wall_seconds)}"
+    parts = []
+    if job.train_seconds is not None:
+        parts.append(f"training {format_seconds(job.train_seconds)}")
+    if job.eval_seconds is not None:
+        parts.append(f"evaluation {format_seconds(job.eval_seconds)}")
+    if job.queue_seconds >= 1:
+        parts.append(f"after {format_seconds(job.queue_seconds)} in the queue")
+    return total + (f" ({', '.join(parts)})" if parts else "")
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s`` below a minute, else ``1:05`` (m:ss) or ``1:02:05``."""
+    return f"{seconds:.0f} s" if seconds < 59.5 else format_eta(seconds)
 
 
 def metric_label(key: str, metrics: dict) -> str | None:
@@ -96,9 +122,16 @@ def metric_label(key: str, metrics: dict) -> str | None:
     split = metrics.get("split", "test")
     if key == "neg_elbo":
         return f"−ELBO on clean {split} data (k = 1, exact KL)"
-    if key == "nll_is":
+    if key == "nll_exact":
+        return f"−log p(x), exact (quadrature over the 2-D latent plane) on clean {split} data"
+    if key == "nll_mix":
         k = metrics.get("importance_samples")
-        return f"−log p(x), importance-sampled estimate (k = {k}) on clean {split} data"
+        noise = metrics.get("mixture_noise")
+        return (f"−log p(x), importance-sampled (k = {k}), defensive mixture proposal "
+                f"(½ q(z|x) + ½ q(z|x̃), {noise} {metrics.get('mixture_level', 0):g}) on clean {split} data")
+    if key == "nll_is":
+        k = metrics.get("plain_samples") or metrics.get("importance_samples")
+        return f"−log p(x), importance-sampled (k = {k}), plain proposal q(z|x) on clean {split} data"
     if key == "neg_train_objective":
         return f"−training objective (own noise, M and K) on clean {split} data"
     if key.startswith("neg_iwae_") and not key.endswith("_stderr"):
@@ -108,19 +141,28 @@ def metric_label(key: str, metrics: dict) -> str | None:
     return None
 
 
+METRIC_ORDER = ("nll_exact", "nll_mix", "nll_is", "neg_elbo")
+
+
 def metric_rows(metrics: dict) -> list[dict]:
-    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for :func:`markdown_table`."""
+    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for :func:`markdown_table`.
+
+    The number models are compared by comes first (exact, else the mixture estimate), then the plain estimate.
+    """
     rows = []
-    for key, value in metrics.items():
+    keys = [k for k in METRIC_ORDER if k in metrics] + [k for k in metrics if k not in METRIC_ORDER]
+    for key in keys:
+        value = metrics[key]
         label = metric_label(key, metrics)
-        if label is None or not isinstance(value, (int, float)):
+        if label is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         stderr = metrics.get(f"{key}_stderr")
         rows.append({
             "what": label,
             f"value ({NATS})": round(float(value), 2),
             "± std. error": None if stderr is None else round(float(stderr), 2),
-            "examples": metrics.get("num_examples"),
+            "examples": metrics.get("nll_examples") if key.startswith("nll") and metrics.get("nll_examples")
+            else metrics.get("num_examples"),
         })
     return rows
 
@@ -141,12 +183,25 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def headline(metrics: dict) -> str:
-    """The one number to show on a card, labelled, or a note that the run was not evaluated."""
-    if "nll_is" in metrics:
-        return (f"−log p(x) ≈ **{metrics['nll_is']:.2f}** {NATS} "
-                f"(importance-sampled, k = {metrics.get('importance_samples')}, clean test)")
+def headline(metrics: dict, likelihood: str = "bernoulli") -> str:
+    """The one number to show on a card, labelled, or a note that the run was not evaluated.
+
+    For real-valued data (a Gaussian decoder) log p(x) is a log-density, usually positive: the card then
+    shows log p(x) itself and says so, rather than a negative "−log p(x)".
+    """
+    best = headline_nll(metrics)
+    if best is not None:
+        key, value = best
+        how = {"nll_exact": "exact, by quadrature",
+               "nll_mix": f"importance-sampled, mixture proposal, k = {metrics.get('importance_samples')}",
+               "nll_is": f"importance-sampled from q(z|x) alone, k = {metrics.get('importance_samples')}"}[key]
+        if likelihood == "gaussian":
+            return (f"log p(x) ≈ **{-value:+.2f}** {NATS} ({how}, clean test) — a log-*density* of real-valued "
+                    "pixels: it can be positive, and higher is better")
+        return f"−log p(x) ≈ **{value:.2f}** {NATS} ({how}, clean test; lower is better)"
     if "neg_elbo" in metrics:
+        if likelihood == "gaussian":
+            return f"ELBO = **{-metrics['neg_elbo']:+.2f}** {NATS} (clean test; a log-density bound, higher is better)"
         return f"−ELBO = **{metrics['neg_elbo']:.2f}** {NATS} (clean test)"
     return "not evaluated on test data"
 
@@ -172,11 +227,21 @@ def config_rows(config: TrainConfig) -> dict[str, str]:
 
 # --- figures ---------------------------------------------------------------------------------
 
-def history_figure(history: dict, config: TrainConfig, height: int = 360) -> str:
+def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=50 if title else 20, b=10), template="plotly_white",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), font=dict(size=14),
+        title=dict(text=title) if title else None,
+    )
+    return fig
+
+
+def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.Figure:
     """Training objective and clean validation bounds per epoch (higher is better)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
     epochs = history.get("epoch", [])
-    chart = Chart(width=820, height=height, x_title="epoch", y_title=f"{NATS} (higher is better)",
-                  name="training-curves", x_range=(0, 1) if len(epochs) < 2 else None)
     series = [
         ("train_objective", f"training objective: {TRAIN_OBJECTIVE_NAMES.get(config.objective, config.objective)}",
          OKABE_ITO[1], "dot"),
@@ -188,21 +253,26 @@ def history_figure(history: dict, config: TrainConfig, height: int = 360) -> str
         values = history.get(key) or []
         if not values or all(v is None for v in values):
             continue
-        y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        chart.line(epochs, y, name=name, color=colour, dash=dash, width=3, markers=True, marker_size=6)
-    return chart.to_html()
+        fig.add_trace(go.Scatter(x=epochs, y=values, name=name, mode="lines+markers",
+                                 line=dict(color=colour, dash=dash, width=3), marker=dict(size=5)))
+    fig.update_xaxes(title_text="epoch", rangemode="tozero" if len(epochs) < 2 else "normal")
+    fig.update_yaxes(title_text=f"{NATS} (higher is better)")
+    return _layout(fig, height)
 
 
-def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> str:
-    """A tiny line of one history series (default: clean validation ELBO per epoch), no axes."""
-    values = np.array([np.nan if v is None else v for v in (history.get(key) or [])], dtype=np.float64)
-    epochs = history.get("epoch", [])
-    chart = Chart(width=320, height=height, axes=False, name="sparkline")
-    if len(values):
-        last = values[np.isfinite(values)][-1] if np.isfinite(values).any() else np.nan
-        chart.line(epochs, values, color=OKABE_ITO[0], width=2, show_legend=False,
-                   tooltip=f"clean validation ELBO: {last:.2f} {NATS} after epoch {epochs[-1]}")
-    return chart.to_html()
+def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> go.Figure:
+    """A tiny line of one history series (default: clean validation ELBO per epoch)."""
+    import plotly.graph_objects as go
+
+    values = history.get(key) or []
+    fig = go.Figure(go.Scatter(
+        x=history.get("epoch", []), y=values, mode="lines", line=dict(color=OKABE_ITO[0], width=2),
+        hovertemplate="epoch %{x}: %{y:.2f} " + NATS + "<extra>clean validation ELBO</extra>",
+    ))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), template="plotly_white", showlegend=False)
+    return fig
 
 
 @dataclass
@@ -216,32 +286,36 @@ class Curve:
     live: bool = False
 
 
-def bound_vs_m_figure(curves: Sequence[Curve], height: int = 440) -> str:
+def bound_vs_m_figure(curves: Sequence[Curve], height: int = 480) -> go.Figure:
     """The paper's Figure 1: bound per epoch for M = 1, 5, 10, DVAE solid and DIWAE dashed.
 
     Left: the training objective each run maximises (on corrupted inputs); right: the
     clean validation ELBO, the same yardstick for every run.
     """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
+        "training objective (bound on log p(x), corrupted x̃)", "clean validation ELBO (k = 1)"))
     ms = sorted({c.num_corruptions for c in curves})
     colour = {m: OKABE_ITO[i % len(OKABE_ITO)] for i, m in enumerate(ms)}
     dashes = {"DVAE": "solid", "DIWAE": "dash", "VAE": "dot", "IWAE": "dashdot"}
-    panels = []
-    for key, subtitle, y_title in (
-            ("train_objective", "training objective (bound on log p(x), corrupted x̃)", f"training objective ({NATS})"),
-            ("valid_elbo", "clean validation ELBO (k = 1)", f"clean validation ELBO ({NATS})")):
-        chart = Chart(width=400, height=height, title=subtitle, x_title="epoch", y_title=y_title, name=key,
-                      font_size=16)
-        for curve in curves:
-            values = [np.nan if v is None else v for v in (curve.history.get(key) or [])]
-            chart.line(curve.history.get("epoch", []), values, name=curve.label, color=colour[curve.num_corruptions],
-                       dash=dashes.get(curve.model_name, "longdash"), width=3,
-                       tooltip=f"{curve.label}: {key.replace('_', ' ')}")
-        panels.append(chart)
-    legend = legend_html(panels[0].legend_items)
-    body = "".join(f'<div style="flex:1 1 420px;min-width:0">{figure_html(p.to_svg(), p.title, name=p.name)}</div>'
-                   for p in panels)
-    return figure_html(f'<div style="display:flex;flex-wrap:wrap;gap:.5em">{body}</div>', legend=legend,
-                       name="bound-vs-m")
+    for curve in curves:
+        epochs = curve.history.get("epoch", [])
+        style = dict(color=colour[curve.num_corruptions], dash=dashes.get(curve.model_name, "longdash"), width=3)
+        group = f"{curve.label}"
+        for col, key in ((1, "train_objective"), (2, "valid_elbo")):
+            fig.add_trace(go.Scatter(
+                x=epochs, y=curve.history.get(key) or [], name=curve.label, legendgroup=group, showlegend=col == 1,
+                mode="lines", line=style,
+                hovertemplate=f"{curve.label}<br>epoch %{{x}}: %{{y:.2f}} {NATS}<extra></extra>",
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=f"training objective ({NATS})", row=1, col=1)
+    fig.update_yaxes(title_text=f"clean validation ELBO ({NATS})", row=1, col=2)
+    _layout(fig, height)
+    fig.update_layout(legend=dict(y=-0.18, yanchor="top"), margin=dict(t=40, b=10))
+    return fig
 
 
 def dvae_diagram(x_clean: np.ndarray, x_noisy: Sequence[np.ndarray], x_out: np.ndarray | None,
@@ -348,34 +422,57 @@ def remember(*keys: str) -> None:
 
 # --- one training job, drawn (Train and Bound vs M pages) -------------------------------------------
 
+def _job_action(registry, action: str, job_id: str) -> None:
+    """Stop or dismiss a job for this browser's owner; the registry refuses anyone else's job."""
+    from dvae_engine.jobs import JobAccessError
+
+    try:
+        getattr(registry, action)(job_id, owner=owner_id())
+    except JobAccessError as err:
+        st.session_state["_job_notice"] = f"Not done: {err}."
+
+
 def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
     """A bordered card: status, progress, live curves, outcome message, metrics, download and links."""
     from pathlib import Path
 
+    from ui import cache
+
+    notice = st.session_state.pop("_job_notice", None)
+    if notice:
+        st.error(notice)
     with st.container(border=True):
         head, action = st.columns([6, 1], vertical_alignment="center")
         head.markdown(f"**{job.name}** · {STATUS_LABELS.get(job.status, job.status)}  \n{job.config.describe()}")
         if job.active:
-            action.button("Stop", key=f"stop-{job.id}", on_click=registry.stop, args=(job.id,),
+            action.button("Stop", key=f"stop-{job.id}", on_click=_job_action, args=(registry, "stop", job.id),
                           icon=":material/stop_circle:", help="Stops after the current batch and saves the model")
         else:
-            action.button("Dismiss", key=f"forget-{job.id}", on_click=registry.forget, args=(job.id,),
+            action.button("Dismiss", key=f"forget-{job.id}", on_click=_job_action, args=(registry, "forget", job.id),
                           help="Removes the run from this list; its checkpoint file stays")
-        if job.active:
+        if job.status == "evaluating":
+            st.progress(job.eval_fraction, text=progress_text(job))
+        elif job.active:
             st.progress(job.progress, text=progress_text(job))
         if curves and job.history.get("epoch"):
             curves = history_figure(job.history, job.config)
-            show(curves)
+            st.plotly_chart(curves, key=f"curves-{job.id}")
             html_download(curves, f"{job.name}-curves", f"curves-{job.id}")
         path = Path(job.checkpoint_path) if job.checkpoint_path else None
         message = job.message[:1].upper() + job.message[1:]
+        epochs_done = len(job.history.get("epoch", []))
+        diagnostic_note = ("kept as a **diagnostic** file `{name}` (Checkpoints page, under Diagnostics): "
+                           "you can download it, but it is not offered as a model to explore.")
         if job.status == "finished":
-            st.success(f"Finished {job.epochs} epochs in {job.elapsed:.0f} s. Saved as `{path.name}`.")
+            st.success(f"Finished {epochs_done} epoch(s) {duration_text(job)}. Saved as `{path.name}`.")
+        elif job.status == "stopped" and job.diagnostic and path is not None:
+            st.info(f"{message}. The untrained model is {diagnostic_note.format(name=path.name)}")
         elif job.status == "stopped":
             saved = f" The model as it was is saved as `{path.name}`." if path is not None else ""
             st.info(f"{message}.{saved}")
         elif job.status == "diverged":
-            st.warning(f"Diverged: {job.message} The last good state is saved as `{path.name}`.")
+            kept = f" Its last good state is {diagnostic_note.format(name=path.name)}" if path is not None else ""
+            st.warning(f"Diverged: {job.message}{kept}")
         elif job.status == "failed":
             st.error(f"Failed: {job.message}")
         if job.metrics:
@@ -384,14 +481,18 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
             if not path.exists():
                 st.caption(f"`{path.name}` has since been renamed or deleted (see the Checkpoints page).")
                 return
+            entry_id = f"{'diagnostic' if job.diagnostic else 'user'}/{path.stem}"
+            owner = owner_id()
             cols = st.columns(3)
-            cols[0].download_button("Download checkpoint", data=path.read_bytes(), file_name=path.name,
-                                    mime="application/octet-stream", on_click="ignore", key=f"download-{job.id}",
-                                    icon=":material/download:")
+            cols[0].download_button("Download checkpoint", data=lambda: cache.store().read_bytes(owner, entry_id),
+                                    file_name=path.name, mime="application/octet-stream", on_click="ignore",
+                                    key=f"download-{job.id}", icon=":material/download:")
+            if job.diagnostic:
+                return
             cols[1].page_link("pages/posterior.py", label="Open in Posterior", icon=":material/scatter_plot:",
-                              query_params={"model": path.stem})
+                              query_params={"model": entry_id})
             cols[2].page_link("pages/reconstructions.py", label="Open in Reconstructions", icon=":material/image:",
-                              query_params={"model": path.stem})
+                              query_params={"model": entry_id})
 
 
 def live_jobs(render, jobs_now, every: float = 1.0) -> None:

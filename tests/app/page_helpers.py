@@ -15,6 +15,19 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TOKEN = "0123456789abcdef0123456789abcdef"  # the owner cookie of "this browser" in these tests
+
+
+def as_browser(monkeypatch, token: str = TOKEN) -> str:
+    """Make AppTest sessions started from now on look like a browser sending this owner cookie.
+
+    AppTest cannot send cookies, so ``ui.identity.browser_cookies`` is replaced. Returns the owner
+    key (the name of this browser's folder under the user checkpoint root).
+    """
+    from ui import identity
+
+    monkeypatch.setattr(identity, "browser_cookies", lambda: {identity.COOKIE: token})
+    return identity.key_of(token)
 
 
 def open_app_page(page: str, monkeypatch, shipped: Path, user: Path, query: dict | None = None,

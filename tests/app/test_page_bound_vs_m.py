@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 import streamlit as st
-from page_helpers import axis_titles, figures, legend_names, series
+from page_helpers import as_browser
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -16,12 +17,13 @@ TIMEOUT = 180  # a safety net for tiny runs on a busy machine, not an assertion
 
 @pytest.fixture
 def user(monkeypatch, tiny_checkpoints, tmp_path) -> Path:
+    """This browser's own checkpoint folder (``<user root>/<owner key>``)."""
     folder = tmp_path / "user"
     monkeypatch.setenv("DVAE_CHECKPOINT_DIR", str(tiny_checkpoints))
     monkeypatch.setenv("DVAE_USER_CHECKPOINT_DIR", str(folder))
     st.cache_data.clear()
     st.cache_resource.clear()
-    yield folder
+    yield folder / as_browser(monkeypatch)
     from ui import cache
 
     registry = cache.job_registry()
@@ -40,10 +42,14 @@ def open_page() -> AppTest:
     return at
 
 
-def figure(at: AppTest) -> str:
-    shown = figures(at)
-    assert len(shown) == 1
-    return shown[0]
+def figure(at: AppTest) -> dict:
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    return json.loads(charts[0].proto.spec)
+
+
+def legend_names(fig: dict) -> list[str]:
+    return [t["name"] for t in fig["data"] if t.get("showlegend", True)]
 
 
 def test_without_runs_it_explains_what_to_do(user):
@@ -57,7 +63,7 @@ def test_saved_runs_draw_at_once_with_labelled_axes(user, digits):
     from dvae_engine.checkpoint import save_checkpoint
     from dvae_engine.training import TrainConfig, train
 
-    user.mkdir()
+    user.mkdir(parents=True)
     for objective in ("dvae", "diwae"):
         for m in (1, 5):
             config = TrainConfig(dataset="digits", objective=objective, noise="salt-pepper", noise_level=0.1,
@@ -69,12 +75,13 @@ def test_saved_runs_draw_at_once_with_labelled_axes(user, digits):
     assert len(at.multiselect(key="bvm_saved").value) == 4
     fig = figure(at)
     assert sorted(legend_names(fig)) == ["DIWAE M=1", "DIWAE M=5", "DVAE M=1", "DVAE M=5"]
-    titles = axis_titles(fig)
-    assert "training objective (nats per example)" in titles and "clean validation ELBO (nats per example)" in titles
-    assert series(fig, "DVAE M=1")["dash"] == "solid" and series(fig, "DIWAE M=1")["dash"] == "dash"
-    assert all(len(series(fig, name)["x"]) == 2 for name in legend_names(fig))  # two epochs each
+    assert fig["layout"]["yaxis"]["title"]["text"] == "training objective (nats per example)"
+    assert fig["layout"]["yaxis2"]["title"]["text"] == "clean validation ELBO (nats per example)"
+    dashes = {t["name"]: t["line"]["dash"] for t in fig["data"]}
+    assert dashes["DVAE M=1"] == "solid" and dashes["DIWAE M=1"] == "dash"
+    assert all(len(t["x"]) == 2 for t in fig["data"])
     # the selection is in the URL, so the link reopens the same figure
-    assert set(at.query_params["runs"].split(",")) == {p.stem for p in user.glob("*.pt")}
+    assert set(at.query_params["runs"].split(",")) == {f"user/{p.stem}" for p in user.glob("*.pt")}
 
 
 def test_launch_queues_runs_past_the_limit_and_draws_them(user, monkeypatch):

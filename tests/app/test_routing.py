@@ -2,7 +2,7 @@
 
 Streamlit treats a folder named pages/ as a legacy multipage app until app.py has called
 st.navigation once (and AppTest resets that before every run); ui/boot.py reroutes such runs
-through app.py. app.py's mark: the per-browser ``owner`` id it writes into the URL.
+through app.py. app.py's mark: the per-browser owner token it keeps in session state (never in the URL).
 """
 
 from __future__ import annotations
@@ -25,5 +25,6 @@ def test_page_runs_through_app_py(page, monkeypatch, tiny_checkpoints, tmp_path)
     at.switch_page(f"pages/{page}")
     at.run()
     assert not at.exception
-    assert len(at.query_params.get("owner", "")) == 16  # set by app.py, not by the page
+    assert len(at.session_state["_owner_token"]) == 32  # set by app.py (ui.identity), not by the page
+    assert "owner" not in at.query_params
     assert "run_through_app()" in (ROOT / "pages" / page).read_text()
