@@ -187,6 +187,7 @@ class JobRegistry:
         self._done: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._datasets: dict[str, Dataset | None] = {}
+        self._resume: dict[str, dict] = {}  # job id -> the stopped run it continues
         self._pending: list[str] = []  # job ids waiting for a slot, first in first out
 
     # --- reading ---------------------------------------------------------------------------
@@ -221,7 +222,8 @@ class JobRegistry:
 
     # --- control ---------------------------------------------------------------------------
     def submit(self, config: TrainConfig, owner: str = "", name: str | None = None,
-               dataset: Dataset | None = None, queue: bool = False, evaluation: str = "standard") -> str:
+               dataset: Dataset | None = None, queue: bool = False, evaluation: str = "standard",
+               resume: dict | None = None) -> str:
         """Start training ``config`` in a background thread; returns the job id.
 
         ``owner`` is an opaque key (letters, digits, '-', '_'): the job's file goes to that
@@ -231,8 +233,17 @@ class JobRegistry:
         importance samples), ``"quick"`` (the ``quick_*`` sizes) or ``"none"``.
         When ``max_concurrent`` jobs are already training, raises :class:`JobLimitError`,
         or with ``queue=True`` puts the job in the queue (status ``queued``) unless
-        ``max_queued`` jobs already wait there.
+        ``max_queued`` jobs already wait there. ``resume`` is the payload of a stopped run
+        (:func:`dvae_engine.checkpoint.load_payload`): the job continues it exactly where it stopped,
+        up to ``config.epochs``, and saves a new file (the stopped one stays).
         """
+        if resume is not None:
+            saved = TrainConfig.from_dict(resume["config"])
+            if replace(saved, epochs=config.epochs, device=config.device) != config:
+                raise ValueError("a resumed run keeps its own settings; only the epochs and the device may change")
+            done = len(resume.get("history", {}).get("epoch", []))
+            if config.epochs <= done:
+                raise ValueError(f"this run has already trained {done} epoch(s); ask for more than that to resume it")
         if evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation must be one of {', '.join(EVALUATIONS)}, not {evaluation!r}")
         owner_folder(self.checkpoint_dir, owner)  # raises for a malformed owner key
@@ -257,6 +268,10 @@ class JobRegistry:
                 )
             job = JobSnapshot(job_id, owner, slugify(name) if name else f"{slugify(config.describe())}-{stamp}",
                               config, epochs=config.epochs, evaluation=evaluation)
+            if resume is not None:  # the curves start with the epochs already trained
+                job.history = {k: list(v) for k, v in resume.get("history", {}).items()}
+                job.epoch = len(job.history.get("epoch", []))
+                self._resume[job_id] = resume
             self._jobs[job_id] = job
             self._stops[job_id] = threading.Event()
             self._done[job_id] = threading.Event()
@@ -396,7 +411,8 @@ class JobRegistry:
             if dataset is None:
                 dataset = load_dataset(config.dataset, self.data_dir, config.binarization)
             try:
-                result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch, stop_event=self._stops[job_id])
+                result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch, stop_event=self._stops[job_id],
+                               resume=self._resume.pop(job_id, None))
             except TrainingDivergedError as err:
                 result = err.result
             status = result.status

@@ -92,6 +92,8 @@ def main(argv=None) -> None:
                         help="label pattern of the MNIST evaluations; {model} and {seed} ('' for seed 0, '-s1', …)")
     parser.add_argument("--frey-labels", default="frey-{model}{seed}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seed0-suffix", default="",
+                        help="the {seed} text for MNIST seed 0 ('' by default; '-s0' for the seed-comparison copies)")
     parser.add_argument("--budget", default="", help="a sentence on the training budget, printed under the table")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args(argv)
@@ -101,7 +103,7 @@ def main(argv=None) -> None:
         pattern = args.mnist_labels if dataset == "mnist" else args.frey_labels
         plain, noisy, seeds = [], [], []
         for seed in args.seeds:
-            suffix = "" if seed == 0 else f"-s{seed}"
+            suffix = (args.seed0_suffix if dataset == "mnist" else "") if seed == 0 else f"-s{seed}"
             a = load_log_px(pattern.format(model=plain_model, seed=suffix))
             b = load_log_px(pattern.format(model=noisy_model, seed=suffix))
             if a is not None and b is not None:

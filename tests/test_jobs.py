@@ -408,3 +408,26 @@ def test_training_threads_can_yield_to_interactive_work(tmp_path, digits):
     assert reg.wait(reg.submit(tiny(epochs=1), dataset=digits), TIMEOUT).status == "finished"
     assert seen == [7]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_a_stopped_run_resumed_from_its_file_is_the_run_never_stopped(tmp_path, digits):
+    reg = registry(tmp_path)
+    config = tiny(epochs=1, batch_size=1, max_train_examples=None)  # 1197 steps: long enough to stop inside
+    whole = reg.wait(reg.submit(config, owner="alice", dataset=digits, evaluation="none"), TIMEOUT)
+    first = reg.submit(config, owner="alice", dataset=digits, evaluation="none")
+    wait_until(lambda: started_batches(reg, first))
+    reg.stop(first, owner="alice")
+    stopped = reg.wait(first, TIMEOUT)
+    assert stopped.status == "stopped" and stopped.batch < stopped.batches_per_epoch
+    payload = ckpt.load_payload(stopped.checkpoint_path)
+    with pytest.raises(ValueError, match="keeps its own settings"):
+        reg.submit(tiny(epochs=1, batch_size=2, max_train_examples=None), owner="alice", resume=payload)
+    resumed = reg.wait(reg.submit(config, owner="alice", dataset=digits, evaluation="none", resume=payload), TIMEOUT)
+    assert resumed.status == "finished", resumed.message
+    assert Path(resumed.checkpoint_path) != Path(stopped.checkpoint_path) and Path(stopped.checkpoint_path).exists()
+    a, b = ckpt.load_checkpoint(whole.checkpoint_path), ckpt.load_checkpoint(resumed.checkpoint_path)
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key  # bit-identical on CPU
+    assert a.history["train_objective"] == b.history["train_objective"]
+    with pytest.raises(ValueError, match="already trained 1 epoch"):
+        reg.submit(config, owner="alice", resume=ckpt.load_payload(resumed.checkpoint_path))

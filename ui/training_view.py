@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -432,9 +433,28 @@ def _job_action(registry, action: str, job_id: str) -> None:
         st.session_state["_job_notice"] = f"Not done: {err}."
 
 
+def _resume_job(registry, job_id: str) -> None:
+    """Continue this browser's stopped run exactly where it stopped, up to the epochs it was started for."""
+    from dvae_engine import checkpoint as ckpt
+    from dvae_engine.jobs import JobAccessError, JobLimitError
+    from ui import cache
+
+    job = registry.snapshot(job_id)
+    try:
+        if job is None or job.owner != owner_id():
+            raise JobAccessError("this run belongs to someone else: only the browser that started it can resume it")
+        data, message = cache.try_dataset(job.config.dataset, job.config.binarization)
+        if data is None:
+            raise ValueError(message)
+        payload = ckpt.load_payload(job.checkpoint_path)
+        registry.submit(job.config, owner=job.owner, name=Path(job.checkpoint_path).stem, dataset=data,
+                        evaluation=job.evaluation, resume=payload)
+    except (JobAccessError, JobLimitError, ValueError, OSError) as err:
+        st.session_state["_job_notice"] = f"Not resumed: {err}."
+
+
 def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
     """A bordered card: status, progress, live curves, outcome message, metrics, download and links."""
-    from pathlib import Path
 
     from ui import cache
 
@@ -475,6 +495,11 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
             st.warning(f"Diverged: {job.message}{kept}")
         elif job.status == "failed":
             st.error(f"Failed: {job.message}")
+        if job.status == "stopped" and path is not None and path.exists() and epochs_done < job.config.epochs:
+            st.button(f"Resume to {job.config.epochs} epochs", key=f"resume-{job.id}", on_click=_resume_job,
+                      args=(registry, job.id), icon=":material/play_arrow:",
+                      help="Continues from the exact batch where it stopped, with its optimizer and random "
+                           "state: the same run as one never stopped. Saved as a new file.")
         if job.metrics:
             st.markdown(markdown_table(metric_rows(job.metrics)))
         if path is not None:

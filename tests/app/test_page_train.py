@@ -270,3 +270,17 @@ def test_the_server_refuses_to_stop_someone_elses_run(env, monkeypatch):
     with pytest.raises(JobAccessError, match="someone else"):
         cache.job_registry().stop(job.id, owner=identity.key_of("b" * 32))
     assert cache.job_registry().snapshot(job.id).active
+
+
+def test_a_stopped_run_resumes_from_its_card_and_finishes(env):
+    at = open_train()
+    set_tiny_run(at, epochs=2, batch_size=1)  # 200 one-example batches per epoch
+    at.button(key="train_start").click().run()
+    run_until(at, lambda a: any("batch" in p.proto.text for p in a.get("progress")), "the first batches")
+    next(b for b in at.button if b.key.startswith("stop-")).click().run()
+    run_until(at, lambda a: "Stopped in epoch" in texts(a.info), "the run to stop")
+    resume = next(b for b in at.button if b.key.startswith("resume-"))
+    assert resume.label == "Resume to 2 epochs"
+    resume.click().run()
+    run_until(at, lambda a: "Finished 2 epoch(s)" in texts(a.success), "the resumed run to finish")
+    assert not at.error
