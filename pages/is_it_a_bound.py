@@ -127,7 +127,10 @@ def exact_lab() -> None:
                        "too far out for the grid on [−8, 8], so these numbers are not exact.")
         sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
         figures.show(sweep_chart)
-        figures.html_download(sweep_chart, "objectives-vs-noise", "bl_sweep_chart")
+        figures.html_download(  # plotly, built only when clicked
+            lambda: figures.plotly().bound_sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions),
+                                                        int(num_samples), noise),
+            "objectives-vs-noise", "bl_sweep_chart")
         figures.show(figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples)))
         figures.show(figs.densities_figure(densities))
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "

@@ -7,6 +7,8 @@ q(z|x), for two encoders side by side. For 2-D latent models the true
 posterior p(z|x) ∝ p(x|z)p(z) is evaluated on a grid and compared with both.
 """
 
+import functools
+
 import streamlit as st
 
 from dvae_engine import analysis
@@ -103,12 +105,15 @@ def posterior() -> None:
             if view_kind == "t-SNE":
                 comp2, clean2 = cache.tsne_mixture(mixture.component_loc.numpy(), mixture.clean_loc.numpy(), seed)
                 fig = figures.tsne_figure(comp2, clean2, title)
+                download = functools.partial(lambda *a: figures.plotly().tsne_figure(*a), comp2, clean2, title)
             else:
                 projected = analysis.project_posterior(mixture, cache.latent_projection(path), seed=seed)
                 fig = figures.posterior_figure(projected, title, true_grid=grid, comparison=comparison,
                                                hpd=analysis.hpd_coverage)
-            figures.show(fig)
-            figures.html_download(fig, f"posterior-{path.stem}", f"posterior_{cache.checkpoint_id(path)}")
+                download = functools.partial(lambda *a, **k: figures.plotly().posterior_figure(*a, **k), projected,
+                                             title, true_grid=grid, comparison=comparison, hpd=analysis.hpd_coverage)
+            figures.show(fig)  # SVG on the page; the download is plotly's interactive figure, built when clicked
+            figures.html_download(download, f"posterior-{path.stem}", f"posterior_{cache.checkpoint_id(path)}")
             st.caption(f"{ck.config.describe()} · latent size {ck.model.latent_dim}")
             if comparison is not None:
                 st.markdown(

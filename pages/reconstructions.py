@@ -84,7 +84,11 @@ def reconstructions() -> None:
                                      cell_text=cell_text, title=f"{inputs.NOISE_LABELS.get(noise, noise)}{level_text}",
                                      name="reconstructions")
     figures.show(grid_figure)
-    figures.html_download(grid_figure, "reconstructions", "reconstructions")
+    figures.html_download(  # plotly, built only when clicked
+        lambda: figures.plotly().image_grid(rows, first.image_shape, row_labels, col_labels=column_labels,
+                                            cell_text=cell_text,
+                                            title=f"{inputs.NOISE_LABELS.get(noise, noise)}{level_text}"),
+        "reconstructions", "reconstructions")
     z_text = "the mean of q(z|x̃)" if z_choice == "mean" else "one draw z ~ q(z|x̃)"
     st.caption(f"Numbers under each reconstruction: log p(x|z) of the clean image x at z = {z_text}, in nats "
                "(a reconstruction log-likelihood, higher is better; not the model's log p(x)"

@@ -97,3 +97,28 @@ def test_training_threads_are_counted_without_building_the_registry():
         release.set()
         thread.join()
     assert training_threads() == before
+
+
+def test_the_plotly_download_carries_the_svg_figures_labels():
+    """The classroom pages draw SVG and download plotly: same title, axis titles and legend entries."""
+    from html import unescape
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 2 * np.pi, 16)
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    means = rng.normal(size=(5, 2))
+    view = SimpleNamespace(
+        component_mean2=means, component_cov2=np.tile(np.eye(2) * 0.1, (5, 1, 1)),
+        component_ellipses=means[:, None] + 0.6 * circle, clean_mean2=np.zeros(2), clean_cov2=np.eye(2) * 0.2,
+        clean_ellipse=0.9 * circle, mixture_samples2=rng.normal(size=(400, 2)),
+        axis_titles=("PC 1 of encoder means (latent units)", "PC 2 of encoder means (latent units)"))
+    svg = figures.posterior_figure(view, "mnist-dvae (DVAE)")
+    fig = figures.plotly().posterior_figure(view, "mnist-dvae (DVAE)")
+    assert fig.layout.title.text == "mnist-dvae (DVAE)" and 'data-title="mnist-dvae (DVAE)"' in svg
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == view.axis_titles
+    assert [unescape(t) for t in re.findall(r'<text class="[xy]-title"[^>]*>([^<]*)</text>', svg)] == list(
+        view.axis_titles)
+    svg_legend = {unescape(t) for legend in re.findall(r'<div class="legend"[^>]*>(.*?)</div>', svg)
+                  for t in re.findall(r"<span>([^<]*)</span>", legend)}
+    assert {t.name for t in fig.data if t.showlegend is not False} == svg_legend

@@ -70,17 +70,28 @@ PLOTLY_CONFIG = {
 }  # for the plotly figures of the pages where no slider redraws them (Train, Bound vs M, Checkpoints, section 3)
 
 
+def plotly():
+    """:mod:`ui.plotly_figures` (the plotly versions, for downloads), imported on first use: plotly's import costs
+    about half a second, which no page visit should pay for a button that may never be clicked."""
+    from ui import plotly_figures
+
+    return plotly_figures
+
+
 def html_download(figure, name: str, key: str) -> None:
     """A small button that downloads a figure as a stand-alone HTML file (built only when clicked).
 
-    ``figure`` is HTML/SVG text from this module, or a plotly figure (saved interactive, plotly.js included).
+    ``figure`` is a plotly figure (saved interactive, plotly.js included), HTML/SVG text from this module,
+    or a function returning either, called only when the button is clicked (the classroom pages pass one
+    that builds the plotly version of their SVG figure, see :mod:`ui.plotly_figures`).
     """
     import streamlit as st
 
     def build() -> str:
-        if isinstance(figure, str):
-            return standalone_html(figure, name)
-        return figure.to_html(include_plotlyjs=True, full_html=True)
+        made = figure() if callable(figure) else figure
+        if isinstance(made, str):
+            return standalone_html(made, name)
+        return made.to_html(include_plotlyjs=True, full_html=True)
 
     st.download_button("Download figure (HTML)", data=build, file_name=f"{name}.html", mime="text/html",
                        key=f"{key}-html", on_click="ignore", type="tertiary", icon=":material/download:")
