@@ -9,13 +9,14 @@ import os
 import streamlit as st
 import torch
 
-from ui import cache, identity
+from ui import boot, cache, identity
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
-# Interactive figures run many small tensor ops: on a small CPU, extra OpenMP threads only fight with the
-# background training jobs (which get their own share of the cores in dvae_engine.jobs).
-torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+# Interactive figures (this script run's thread): every core while no training job runs in this server, half of
+# them while one does, so the two do not fight (training threads set their own share in dvae_engine.jobs).
+CORES = os.cpu_count() or 2
+torch.set_num_threads(CORES if boot.training_threads() == 0 else max(1, CORES // 2))
 
 # Who is asking: a token in a cookie (never in a URL), the same in every tab of this browser.
 identity.ensure_browser_identity()
@@ -33,9 +34,12 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-# Your runs, from any page and any tab of this browser.
-active = [job for job in cache.job_registry().list(identity.owner_key()) if job.active]
-if active:
-    st.sidebar.caption(f"{len(active)} of your runs {'is' if len(active) == 1 else 'are'} in progress.")
-    st.sidebar.page_link("pages/train.py", label="Your runs", icon=":material/model_training:")
-page.run()
+try:
+    # Your runs, from any page and any tab of this browser.
+    active = [job for job in cache.job_registry().list(identity.owner_key()) if job.active]
+    if active:
+        st.sidebar.caption(f"{len(active)} of your runs {'is' if len(active) == 1 else 'are'} in progress.")
+        st.sidebar.page_link("pages/train.py", label="Your runs", icon=":material/model_training:")
+    page.run()
+finally:
+    boot.freeze_long_lived_objects()  # once per server process: later collections skip torch's object graph

@@ -185,7 +185,6 @@ class JobRegistry:
         self.quick_eval_importance_samples = quick_eval_importance_samples
         self.exact_eval_examples = exact_eval_examples  # rows of a 2-D model's exact log p(x) (standard evaluation)
         self.nice = nice
-        preload_lazy_imports()
         atexit.register(self.shutdown)
         self._lock = threading.Lock()
         self._jobs: dict[str, JobSnapshot] = {}
@@ -253,6 +252,9 @@ class JobRegistry:
         if evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation must be one of {', '.join(EVALUATIONS)}, not {evaluation!r}")
         owner_folder(self.checkpoint_dir, owner)  # raises for a malformed owner key
+        # in the caller's thread, before any training thread exists; not in __init__, where it cost every new
+        # server seconds on the first page that merely lists jobs
+        preload_lazy_imports()
         job_id = uuid.uuid4().hex[:10]
         stamp = time.strftime("%Y%m%d-%H%M%S")
         with self._lock:

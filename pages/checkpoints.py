@@ -97,11 +97,11 @@ def draw_entry(entry, manifest: dict) -> None:
             left.caption(f"Kept for inspection: {info['message'] or 'this run learned nothing'}. "
                          "Not offered as a model.")
         with left.popover("Settings"):
-            rows = view.config_rows(config)
-            st.table({"setting": list(rows), "value": list(rows.values())})
+            settings = view.config_rows(config)
+            st.markdown(view.markdown_table([{"setting": k, "value": v} for k, v in settings.items()]))
         rows = view.metric_rows(info["metrics"])
         if rows:
-            middle.dataframe(rows, hide_index=True, key=f"ckpt-metrics-{entry.id}")
+            middle.markdown(view.markdown_table(rows))
         else:
             middle.caption("No test metrics stored (e.g. a stopped, diverged or unevaluated run).")
         valid = [v for v in history.get("valid_elbo", []) if v is not None]

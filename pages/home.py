@@ -5,7 +5,7 @@ import torch
 
 from dvae_engine.data import DATASET_INFO, DATASET_LIKELIHOOD, DATASETS
 from dvae_engine.training import resolve_device
-from ui import cache
+from ui import cache, figures
 from ui import training_view as view
 from ui.boot import run_through_app
 
@@ -34,21 +34,18 @@ st.markdown(
 
 # --- the picture: real images where a dataset is at hand --------------------------------------------
 offline = cache.offline_datasets()
-picture_dataset = "mnist" if offline.get("mnist") else "digits"
+picture_dataset = cache.picture_dataset()
 files = cache.checkpoint_files()
 infos = {p: cache.checkpoint_info(p) for p in files}
-PICTURE_LEVEL = 0.10
-# a shipped DVAE of this dataset, the one trained nearest the picture's noise level
-candidates = [(abs(info["config"].noise_level - PICTURE_LEVEL), p) for p, info in infos.items()
-              if cache.is_shipped(p) and not info["error"] and info["config"].objective == "dvae"
-              and info["config"].noise == "salt-pepper" and info["config"].dataset == picture_dataset]
-model_for_picture = min(candidates)[1] if candidates else None
+PICTURE_LEVEL = cache.TEACHING_LEVEL
+# a shipped DVAE of this dataset, the one trained nearest the picture's noise level (Posterior and
+# Reconstructions open on it too)
+model_for_picture = cache.teaching_model(same_dataset_only=True)
 example = cache.diagram_example(picture_dataset, None if model_for_picture is None else str(model_for_picture),
                                 "salt-pepper", PICTURE_LEVEL, num_copies=3, index=3)
 if example is not None:
     x_clean, x_noisy, x_out = example
-    st.plotly_chart(view.dvae_diagram(x_clean, x_noisy, x_out, f"salt-and-pepper, {PICTURE_LEVEL:.0%} of pixels"),
-                    config={"displayModeBar": False}, key="diagram")
+    figures.show(view.dvae_diagram(x_clean, x_noisy, x_out, f"salt-and-pepper, {PICTURE_LEVEL:.0%} of pixels"))
     source = f"a {picture_dataset} test image"
     if model_for_picture is not None:
         source += f"; the right-hand image is the decoder mean of model `{model_for_picture.stem}`"
@@ -78,11 +75,11 @@ else:
             st.markdown(entry.get("description") or config.describe())
             st.caption(f"{config.describe()} · {len(info['history'].get('epoch', []))} epochs")
             st.markdown(view.headline(info["metrics"], DATASET_LIKELIHOOD[config.dataset]))
-            links = st.columns(2)
-            links[0].page_link("pages/posterior.py", label="Posterior", icon=":material/scatter_plot:",
-                               query_params={"model": path.stem})
-            links[1].page_link("pages/reconstructions.py", label="Reconstructions", icon=":material/image:",
-                               query_params={"model": path.stem})
+            # one link per line: side by side, "Reconstructions" was cut off in a card a third of 1280 px wide
+            st.page_link("pages/posterior.py", label="Posterior", icon=":material/scatter_plot:",
+                         query_params={"model": path.stem})
+            st.page_link("pages/reconstructions.py", label="Reconstructions", icon=":material/image:",
+                         query_params={"model": path.stem})
 # --- the paper's question, answered by our own measurements ----------------------------------------------
 evidence = cache.denoising_evidence()
 if evidence and evidence.get("comparisons"):
@@ -118,7 +115,7 @@ with right:
     for name in DATASETS:
         here = offline.get(name, False)
         rows.append({"dataset": name, "on disk": "yes" if here else "no", "what": DATASET_INFO[name]})
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.markdown(view.markdown_table(rows))
     missing = [name for name in DATASETS if not offline.get(name)]
     for name in missing:
         _, message = cache.try_dataset(name)

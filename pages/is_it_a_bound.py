@@ -7,7 +7,6 @@ Widgets → :mod:`dvae_engine.boundlab` (through the caches in ``ui/cache.py``) 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dvae_engine import boundlab
@@ -50,212 +49,238 @@ st.markdown(
 )
 
 # --- (a) the exact tiny-model lab ----------------------------------------------------------------
-st.header("1 · An exact lab on a tiny model")
-init("bl_D", params.get("D", 4, cast=int, low=1, high=boundlab.MAX_PIXELS))
-init("bl_L", params.get("L", 1, cast=int, choices=(1, 2)))
-init("bl_noise", params.get("noise", "bit-flip", choices=boundlab.LAB_NOISES))
-init("bl_nu", params.get("nu", 0.2, cast=float, low=0.0, high=1.0))
-init("bl_seed", params.get("seed", 0, cast=int, low=0, high=1_000_000))
-init("bl_enc", params.get("enc", "linear", choices=tuple(ENCODERS)))
-init("bl_spread", params.get("spread", 1.5, cast=float, low=0.0, high=4.0))
-init("bl_sigma", params.get("sigma", 0.5, cast=float, low=0.1, high=2.0))
-init("bl_M", params.get("M", 1, cast=int, low=1, high=20))
-init("bl_K", params.get("K", 1, cast=int, low=1, high=50))
 
-controls, outputs = st.columns([1, 3], gap="large")
-with controls:
-    st.markdown("**Model**")
-    num_pixels = st.slider("Pixels D (binary x)", 1, boundlab.MAX_PIXELS, key="bl_D")
-    latent_dim = st.radio("Latent dimension", (1, 2), key="bl_L", horizontal=True)
-    seed = st.number_input("Seed", 0, 1_000_000, step=1, key="bl_seed")
-    st.button("Randomise", on_click=randomise_seed, key="bl_randomise", icon=":material/casino:")
-    encoder = st.radio("Encoder q(z|x̃)", tuple(ENCODERS), format_func=ENCODERS.get, key="bl_enc")
-    spread = st.slider("Encoder spread (scale of its means)", 0.0, 4.0, step=0.1, key="bl_spread",
-                       disabled=encoder != "linear")
-    sigma = st.slider("Encoder σ", 0.1, 2.0, step=0.05, key="bl_sigma", disabled=encoder != "linear",
-                      help="Narrow, spread-out components make the independent reading exceed log p(x).")
-    st.markdown("**Corruption and objective**")
-    noise = st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
-                         help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
-    level = st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
-    num_corruptions = st.number_input("DIWAE: corrupted copies M", 1, 20, step=1, key="bl_M")
-    num_samples = st.number_input("DIWAE: samples per copy K", 1, 50, step=1, key="bl_K")
-    width = int(num_pixels)
-    x_key = f"bl_x{width}"
-    x_text = params.get("x", "10" * 5, cast=str)
-    default_code = int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"} else int(("10" * 5)[:width], 2)
-    init(x_key, default_code)
-    x_code = st.selectbox("Clean x", list(range(2**width)), key=x_key, format_func=lambda c: format(c, f"0{width}b"))
+@st.fragment
+def exact_lab() -> None:
+    """Sections 1 and 2: every control here reruns only this function (the numbers are cached per setting)."""
+    st.header("1 · An exact lab on a tiny model")
+    init("bl_D", params.get("D", 4, cast=int, low=1, high=boundlab.MAX_PIXELS))
+    init("bl_L", params.get("L", 1, cast=int, choices=(1, 2)))
+    init("bl_noise", params.get("noise", "bit-flip", choices=boundlab.LAB_NOISES))
+    init("bl_nu", params.get("nu", 0.2, cast=float, low=0.0, high=1.0))
+    init("bl_seed", params.get("seed", 0, cast=int, low=0, high=1_000_000))
+    init("bl_enc", params.get("enc", "linear", choices=tuple(ENCODERS)))
+    init("bl_spread", params.get("spread", 1.5, cast=float, low=0.0, high=4.0))
+    init("bl_sigma", params.get("sigma", 0.5, cast=float, low=0.1, high=2.0))
+    init("bl_M", params.get("M", 1, cast=int, low=1, high=20))
+    init("bl_K", params.get("K", 1, cast=int, low=1, high=50))
 
-params.put(D=int(num_pixels), L=int(latent_dim), noise=noise, nu=float(level), seed=int(seed), enc=encoder,
-           spread=float(spread), sigma=float(sigma), M=int(num_corruptions), K=int(num_samples),
-           x=format(x_code, f"0{width}b"))
+    controls, outputs = st.columns([1, 3], gap="large")
+    with controls:
+        st.markdown("**Model**")
+        num_pixels = st.slider("Pixels D (binary x)", 1, boundlab.MAX_PIXELS, key="bl_D")
+        latent_dim = st.radio("Latent dimension", (1, 2), key="bl_L", horizontal=True)
+        seed = st.number_input("Seed", 0, 1_000_000, step=1, key="bl_seed")
+        st.button("Randomise", on_click=randomise_seed, key="bl_randomise", icon=":material/casino:")
+        encoder = st.radio("Encoder q(z|x̃)", tuple(ENCODERS), format_func=ENCODERS.get, key="bl_enc")
+        spread = st.slider("Encoder spread (scale of its means)", 0.0, 4.0, step=0.1, key="bl_spread",
+                           disabled=encoder != "linear")
+        sigma = st.slider("Encoder σ", 0.1, 2.0, step=0.05, key="bl_sigma", disabled=encoder != "linear",
+                          help="Narrow, spread-out components make the independent reading exceed log p(x).")
+        st.markdown("**Corruption and objective**")
+        noise = st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
+                             help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
+        level = st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
+        num_corruptions = st.number_input("DIWAE: corrupted copies M", 1, 20, step=1, key="bl_M")
+        num_samples = st.number_input("DIWAE: samples per copy K", 1, 50, step=1, key="bl_K")
+        width = int(num_pixels)
+        x_key = f"bl_x{width}"
+        x_text = params.get("x", "10" * 5, cast=str)
+        default_code = (int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"}
+                        else int(("10" * 5)[:width], 2))
+        init(x_key, default_code)
+        x_code = st.selectbox("Clean x", list(range(2**width)), key=x_key,
+                              format_func=lambda c: format(c, f"0{width}b"))
 
-model_args = (int(num_pixels), int(latent_dim), int(seed), encoder, float(spread), float(sigma))
-exact, diwae, densities = cache.boundlab_point(model_args, int(x_code), noise, float(level),
-                                               int(num_corruptions), int(num_samples))
-sweep, diwae_sweep = cache.boundlab_sweep(model_args, int(x_code), noise, SWEEP_LEVELS,
-                                          int(num_corruptions), int(num_samples))
+    params.put(D=int(num_pixels), L=int(latent_dim), noise=noise, nu=float(level), seed=int(seed), enc=encoder,
+               spread=float(spread), sigma=float(sigma), M=int(num_corruptions), K=int(num_samples),
+               x=format(x_code, f"0{width}b"))
 
-with outputs:
-    st.markdown(f"At ν = {level:g} ({boundlab.LAB_NOISE_INFO[noise]}), for x = `{format(x_code, f'0{width}b')}` "
-                "— values in nats per example; the small number is the objective minus log p(x) "
-                "(:red[red] = above log p(x), i.e. not a bound):")
-    columns = [column for _ in range(2) for column in st.columns(3)]  # two rows of three: values stay readable
-    for column, name in zip(columns, QUANTITIES):
-        value = diwae["mean"] if name == "diwae" else exact[name]
-        gap = diwae["gap"] if name == "diwae" else (0.0 if name == "log_px" else exact[f"gap_{name}"])
-        title = figs.label(name, int(num_corruptions), int(num_samples))
-        kind = "exact" if name != "diwae" or diwae["exact"] else f"Monte Carlo estimate ± {diwae['stderr']:.4f}"
-        column.metric(title, f"{value:.4f}", delta=None if name == "log_px" else f"{-gap:+.4f}",
-                      delta_color="inverse", help=f"{boundlab.QUANTITY_INFO[name]}; {kind}; nats per example")
+    model_args = (int(num_pixels), int(latent_dim), int(seed), encoder, float(spread), float(sigma))
+    # section 4 reads the tiny model's settings; a fragment's locals are not visible outside it
+    st.session_state["bl_bridge_settings"] = (model_args, int(x_code), width, noise, float(level))
+    exact, diwae, densities = cache.boundlab_point(model_args, int(x_code), noise, float(level),
+                                                   int(num_corruptions), int(num_samples))
+    sweep, diwae_sweep = cache.boundlab_sweep(model_args, int(x_code), noise, SWEEP_LEVELS,
+                                              int(num_corruptions), int(num_samples))
+
+    with outputs:
+        st.markdown(f"At ν = {level:g} ({boundlab.LAB_NOISE_INFO[noise]}), for x = `{format(x_code, f'0{width}b')}` "
+                    "— values in nats per example; the small number is the objective minus log p(x) "
+                    "(:red[red] = above log p(x), i.e. not a bound):")
+        # three rows of two: the full names fit on a 1280-pixel projector
+        columns = [column for _ in range(3) for column in st.columns(2)]
+        for column, name in zip(columns, QUANTITIES):
+            value = diwae["mean"] if name == "diwae" else exact[name]
+            gap = diwae["gap"] if name == "diwae" else (0.0 if name == "log_px" else exact[f"gap_{name}"])
+            title = figs.label(name, int(num_corruptions), int(num_samples))
+            kind = "exact" if name != "diwae" or diwae["exact"] else f"Monte Carlo estimate ± {diwae['stderr']:.4f}"
+            column.metric(title, f"{value:.4f}", delta=None if name == "log_px" else f"{-gap:+.4f}",
+                          delta_color="inverse", help=f"{boundlab.QUANTITY_INFO[name]}; {kind}; nats per example")
+        st.markdown(
+            f"E_x̃ KL(q(z|x̃) ‖ q̃(z|x)) = **{exact['expected_kl']:.4f}** nats = L_cvae − L_dvae(joint). "
+            + ("The independent reading is **above log p(x)** here: it is not a bound."
+               if exact["gap_dvae_independent"] < 0 else
+               "Here the independent reading happens to stay below log p(x); try the linear encoder with a large "
+               "spread and a small σ.")
+        )
+        if abs(exact["grid_mass"] - 1) > 1e-6:
+            st.warning(f"The latent grid holds only {exact['grid_mass']:.6f} of q̃'s mass: the encoder's means lie "
+                       "too far out for the grid on [−8, 8], so these numbers are not exact.")
+        sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
+        figures.show(sweep_chart)
+        figures.html_download(  # plotly, built only when clicked
+            lambda: figures.plotly().bound_sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions),
+                                                        int(num_samples), noise),
+            "objectives-vs-noise", "bl_sweep_chart")
+        figures.show(figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples)))
+        figures.show(figs.densities_figure(densities))
+        st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
+                   f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
+
+    # --- (b) Ranganath's counterexample ----------------------------------------------------------------
+    st.header("2 · Ranganath's counterexample")
     st.markdown(
-        f"E_x̃ KL(q(z|x̃) ‖ q̃(z|x)) = **{exact['expected_kl']:.4f}** nats = L_cvae − L_dvae(joint). "
-        + ("The independent reading is **above log p(x)** here: it is not a bound."
-           if exact["gap_dvae_independent"] < 0 else
-           "Here the independent reading happens to stay below log p(x); try the linear encoder with a large "
-           "spread and a small σ.")
+        "A binary latent z ~ Bernoulli(½) with p(x|z) = 1, so p(x, z) = p(z) and **log p(x) = 0**; a corruption "
+        "x̃ ~ Bernoulli(½) independent of x; an encoder with q(z=1|x̃=1) = a and q(z=1|x̃=0) = 1 − a. "
+        "Then q̃(z|x) = Bernoulli(½) and L_cvae = 0 exactly."
     )
-    if abs(exact["grid_mass"] - 1) > 1e-6:
-        st.warning(f"The latent grid holds only {exact['grid_mass']:.6f} of q̃'s mass: the encoder's means lie "
-                   "too far out for the grid on [−8, 8], so these numbers are not exact.")
-    sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
-    st.plotly_chart(sweep_chart, key="bl_sweep_chart")
-    figures.html_download(sweep_chart, "objectives-vs-noise", "bl_sweep_chart")
-    st.plotly_chart(figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples)),
-                    key="bl_gaps_chart")
-    st.plotly_chart(figs.densities_figure(densities), key="bl_density_chart")
-    st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
-               f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
+    if st.button("Load Ranganath's counterexample", key="bl_load_counter", type="primary"):
+        st.session_state["bl_counter_loaded"] = True
+    if st.session_state.get("bl_counter_loaded"):
+        init("bl_a", 0.1)
+        a = st.slider("a = q(z=1 | x̃=1)   (and q(z=1 | x̃=0) = 1 − a)", 0.001, 0.5, step=0.001, key="bl_a",
+                      format="%.3f")
+        one = boundlab.ranganath_counterexample(float(a), int(num_corruptions), int(num_samples))
+        cols = [column for _ in range(2) for column in st.columns(3)]
+        cols[0].metric("log p(x) (exact)", f"{one['log_px']:.4f}")
+        cols[1].metric("L_cvae (exact)", f"{one['cvae']:.4f}")
+        cols[2].metric("L_dvae, joint reading (exact)", f"{one['dvae_joint']:.4f}")
+        cols[3].metric("L_dvae, independent reading (exact)", f"{one['dvae_independent']:.4f}",
+                       delta=f"{one['dvae_independent']:+.4f} vs log p(x)", delta_color="inverse")
+        cols[4].metric("E_x̃ KL(q(z|x̃) ‖ q̃) (exact)", f"{one['expected_kl']:.4f}")
+        cols[5].metric(f"E[DIWAE(M={num_corruptions}, K={num_samples})] (exact)", f"{one['diwae']:.4f}")
+        st.caption("All in nats per example. The independent reading is ½·log(1 / (4a(1 − a))): 0.5108 at a = 0.1, "
+                   "and it grows without bound as 1 − a → 1, while the joint reading is −KL(Bernoulli(a) ‖ "
+                   "Bernoulli(½)) ≤ 0 and DIWAE (sampled jointly) stays ≤ 0 for every M and K.")
+        counter = cache.boundlab_counterexample(COUNTER_A_VALUES, int(num_corruptions), int(num_samples))
+        figures.show(figs.counterexample_figure(counter, float(a)))
 
-# --- (b) Ranganath's counterexample ----------------------------------------------------------------
-st.header("2 · Ranganath's counterexample")
-st.markdown(
-    "A binary latent z ~ Bernoulli(½) with p(x|z) = 1, so p(x, z) = p(z) and **log p(x) = 0**; a corruption "
-    "x̃ ~ Bernoulli(½) independent of x; an encoder with q(z=1|x̃=1) = a and q(z=1|x̃=0) = 1 − a. "
-    "Then q̃(z|x) = Bernoulli(½) and L_cvae = 0 exactly."
-)
-if st.button("Load Ranganath's counterexample", key="bl_load_counter", type="primary"):
-    st.session_state["bl_counter_loaded"] = True
-if st.session_state.get("bl_counter_loaded"):
-    init("bl_a", 0.1)
-    a = st.slider("a = q(z=1 | x̃=1)   (and q(z=1 | x̃=0) = 1 − a)", 0.001, 0.5, step=0.001, key="bl_a",
-                  format="%.3f")
-    one = boundlab.ranganath_counterexample(float(a), int(num_corruptions), int(num_samples))
-    cols = [column for _ in range(2) for column in st.columns(3)]
-    cols[0].metric("log p(x) (exact)", f"{one['log_px']:.4f}")
-    cols[1].metric("L_cvae (exact)", f"{one['cvae']:.4f}")
-    cols[2].metric("L_dvae, joint reading (exact)", f"{one['dvae_joint']:.4f}")
-    cols[3].metric("L_dvae, independent reading (exact)", f"{one['dvae_independent']:.4f}",
-                   delta=f"{one['dvae_independent']:+.4f} vs log p(x)", delta_color="inverse")
-    cols[4].metric("E_x̃ KL(q(z|x̃) ‖ q̃) (exact)", f"{one['expected_kl']:.4f}")
-    cols[5].metric(f"E[DIWAE(M={num_corruptions}, K={num_samples})] (exact)", f"{one['diwae']:.4f}")
-    st.caption("All in nats per example. The independent reading is ½·log(1 / (4a(1 − a))): 0.5108 at a = 0.1, "
-               "and it grows without bound as 1 − a → 1, while the joint reading is −KL(Bernoulli(a) ‖ "
-               "Bernoulli(½)) ≤ 0 and DIWAE (sampled jointly) stays ≤ 0 for every M and K.")
-    counter = cache.boundlab_counterexample(COUNTER_A_VALUES, int(num_corruptions), int(num_samples))
-    st.plotly_chart(figs.counterexample_figure(counter, float(a)), key="bl_counter_chart")
+
+exact_lab()
 
 # --- (c) on real models ----------------------------------------------------------------------------
-st.header("3 · On real models")
-st.markdown(
-    "For a trained checkpoint: per clean test example, the model's own training objective (DVAE / DIWAE at its "
-    "own noise, M and K — the joint reading, averaged over repeated draws to estimate its expectation) against "
-    "log p(x) estimated by importance sampling. Points above the diagonal by more than their Monte Carlo error "
-    "would contradict the bound."
-)
-files = cache.checkpoint_files()
-if not files:
-    st.info("No checkpoints yet: train a model on the Train page (or upload one on the Checkpoints page).")
-else:
-    names = [cache.checkpoint_id(p) for p in files]  # ids: "mnist-vae" (shipped), "user/<name>" (yours)
-    init("bl_model", params.get("model", names[0], choices=names))
-    if st.session_state["bl_model"] not in names:
-        st.session_state["bl_model"] = names[0]
-    chosen = st.selectbox("Checkpoint", names, key="bl_model",
-                          format_func=lambda i: cache.checkpoint_label(files[names.index(i)]))
-    params.put(model=chosen)
-    path = files[names.index(chosen)]
-    try:
-        checkpoint = cache.load_model(path)
-    except CheckpointError as err:
-        checkpoint = None
-        st.warning(f"This checkpoint cannot be read: {err}")
-    if checkpoint is not None:
-        config = checkpoint.config
-        st.caption(f"{config.describe()}: its training objective is the {config.model_name} objective.")
-        data, message = cache.try_dataset(config.dataset)
-        if data is None:
-            st.warning(f"The {config.dataset} test set is not on disk, so this comparison cannot run offline. "
-                       f"{message}")
-        else:
-            c1, c2, c3 = st.columns(3)
-            num_examples = c1.number_input("Clean test examples", 10, 2000, value=200, step=10, key="bl_n")
-            importance_samples = c2.selectbox("Importance samples k for log p(x)", (1000, 5000), key="bl_k")
-            repeats = c3.number_input("Draws of the objective per example", 4, 128, value=16, step=4,
-                                      key="bl_repeats")
-            exact_2d = checkpoint.model.latent_dim == 2 and st.checkbox(
-                "Also compute the exact log p(x) by quadrature (2-D latent space; about 0.3 s per example)",
-                value=True, key="bl_exact_2d",
-                help="Importance sampling from q(z|x) can miss part of a 2-D posterior and then underestimates "
-                     "log p(x) badly; a grid over the latent plane does not.")
-            run_key = (str(path), path.stat().st_mtime, int(num_examples), int(importance_samples), int(repeats),
-                       exact_2d)
-            if st.button("Compare objective with log p(x)", key="bl_run_real", type="primary"):
-                x = cache.test_images(config.dataset, int(num_examples))
-                kwargs = training_objective_kwargs(config, data.train_mean())
-                bar = st.progress(0.0, text="Scoring clean test examples…")
-                result = boundlab.objective_vs_loglik(
-                    checkpoint.model, x, kwargs, importance_samples=int(importance_samples), repeats=int(repeats),
-                    progress=lambda done, total: bar.progress(done / total, text=f"{done} / {total} examples"),
-                    exact_2d=exact_2d, config=config)
-                bar.empty()
-                st.session_state["bl_real"] = (run_key, result)
-            stored = st.session_state.get("bl_real")
-            if stored is not None and stored[0] == run_key:
-                result = stored[1]
-                objective_label = f"{config.model_name} training objective"
-                m1, m2, m3 = st.columns(3)
-                exact = result["log_px_method"] == "exact"
-                what = "exact log p(x)" if exact else "log p(x) (mixture-proposal estimate)"
-                m1.metric(f"Mean gap: {what} − objective",
-                          f"{result['mean_gap']:.3f} ± {result['mean_gap_stderr']:.3f}",
-                          help="nats per example; ± one standard error over the examples")
-                m2.metric(f"Examples above the diagonal by > {result['num_sigmas']:g} s.e.",
-                          f"{result['num_above']} of {result['num_examples']}")
-                m3.metric(f"Above the plain q(z|x) estimate by > {result['num_sigmas']:g} s.e.",
-                          f"{result['num_above_plain']} of {result['num_examples']}",
-                          help="the same count against importance sampling from q(z|x) alone, which can be far "
-                               "too low for an encoder trained on corrupted inputs")
-                deficit = result["log_px"] - result["log_px_plain"]
-                st.info(
-                    f"The plain estimate (proposals from q(z|x) alone) is {float(deficit.mean()):.2f} nats below "
-                    f"the {'exact value' if exact else 'mixture-proposal estimate'} on average (up to "
-                    f"{float(deficit.max()):.1f} nats on one example). Where it is far below, q(z|x) of the clean x "
-                    "misses part of the posterior, and an objective can seem to beat a log p(x) it does not beat.",
-                    icon=":material/info:")
-                st.plotly_chart(figs.objective_scatter(result, objective_label), key="bl_real_chart")
-                how = ("exact, by quadrature on a grid over the 2-D latent plane" if exact else
-                       f"importance sampling with k = {result['importance_samples']} from the defensive mixture "
-                       f"½ q(z|x) + ½ mean of q(z|x̃) over 16 corrupted copies ({result['mixture_noise']} "
-                       f"{result['mixture_level']:g}) — a stochastic lower bound, tight when the proposal covers "
-                       "the posterior")
-                st.caption("Objective: mean of the repeated draws, error bars ± "
-                           f"{result['num_sigmas']:g} Monte Carlo standard errors. log p(x): {how}. "
-                           "Both in nats per example.")
-                columns = {
-                    "training objective (mean of draws)": result["objective"].numpy(),
-                    "Monte Carlo s.e.": result["objective_stderr"].numpy(),
-                    "log p(x), mixture-proposal estimate": result["log_px_mix"].numpy(),
-                    "log p(x), plain q(z|x) estimate": result["log_px_plain"].numpy(),
-                    "clean ELBO": result["elbo"].numpy(),
-                    "gap log p(x) − objective": result["gap"].numpy(),
-                }
-                if "log_px_exact" in result:
-                    columns["log p(x), exact (quadrature)"] = result["log_px_exact"].numpy()
-                table = pd.DataFrame(columns)
-                with st.expander("Per-example numbers (nats per example)"):
-                    st.dataframe(table, key="bl_real_table")
+
+@st.fragment
+def real_models() -> None:
+    """Section 3: its controls rerun only this function."""
+    st.header("3 · On real models")
+    st.markdown(
+        "For a trained checkpoint: per clean test example, the model's own training objective (DVAE / DIWAE at its "
+        "own noise, M and K — the joint reading, averaged over repeated draws to estimate its expectation) against "
+        "log p(x) estimated by importance sampling. Points above the diagonal by more than their Monte Carlo error "
+        "would contradict the bound."
+    )
+    files = cache.checkpoint_files()
+    if not files:
+        st.info("No checkpoints yet: train a model on the Train page (or upload one on the Checkpoints page).")
+    else:
+        names = [cache.checkpoint_id(p) for p in files]  # ids: "mnist-vae" (shipped), "user/<name>" (yours)
+        init("bl_model", params.get("model", names[0], choices=names))
+        if st.session_state["bl_model"] not in names:
+            st.session_state["bl_model"] = names[0]
+        chosen = st.selectbox("Checkpoint", names, key="bl_model",
+                              format_func=lambda i: cache.checkpoint_label(files[names.index(i)]))
+        params.put(model=chosen)
+        path = files[names.index(chosen)]
+        try:
+            checkpoint = cache.load_model(path)
+        except CheckpointError as err:
+            checkpoint = None
+            st.warning(f"This checkpoint cannot be read: {err}")
+        if checkpoint is not None:
+            config = checkpoint.config
+            st.caption(f"{config.describe()}: its training objective is the {config.model_name} objective.")
+            data, message = cache.try_dataset(config.dataset)
+            if data is None:
+                st.warning(f"The {config.dataset} test set is not on disk, so this comparison cannot run offline. "
+                           f"{message}")
+            else:
+                c1, c2, c3 = st.columns(3)
+                num_examples = c1.number_input("Clean test examples", 10, 2000, value=200, step=10, key="bl_n")
+                importance_samples = c2.selectbox("Importance samples k for log p(x)", (1000, 5000), key="bl_k")
+                repeats = c3.number_input("Draws of the objective per example", 4, 128, value=16, step=4,
+                                          key="bl_repeats")
+                exact_2d = checkpoint.model.latent_dim == 2 and st.checkbox(
+                    "Also compute the exact log p(x) by quadrature (2-D latent space; about 0.3 s per example)",
+                    value=True, key="bl_exact_2d",
+                    help="Importance sampling from q(z|x) can miss part of a 2-D posterior and then underestimates "
+                         "log p(x) badly; a grid over the latent plane does not.")
+                run_key = (str(path), path.stat().st_mtime, int(num_examples), int(importance_samples), int(repeats),
+                           exact_2d)
+                if st.button("Compare objective with log p(x)", key="bl_run_real", type="primary"):
+                    x = cache.test_images(config.dataset, int(num_examples))
+                    kwargs = training_objective_kwargs(config, data.train_mean())
+                    bar = st.progress(0.0, text="Scoring clean test examples…")
+                    result = boundlab.objective_vs_loglik(
+                        checkpoint.model, x, kwargs, importance_samples=int(importance_samples), repeats=int(repeats),
+                        progress=lambda done, total: bar.progress(done / total, text=f"{done} / {total} examples"),
+                        exact_2d=exact_2d, config=config)
+                    bar.empty()
+                    st.session_state["bl_real"] = (run_key, result)
+                stored = st.session_state.get("bl_real")
+                if stored is not None and stored[0] == run_key:
+                    result = stored[1]
+                    objective_label = f"{config.model_name} training objective"
+                    m1, m2, m3 = st.columns(3)
+                    exact = result["log_px_method"] == "exact"
+                    what = "exact log p(x)" if exact else "log p(x) (mixture-proposal estimate)"
+                    m1.metric(f"Mean gap: {what} − objective",
+                              f"{result['mean_gap']:.3f} ± {result['mean_gap_stderr']:.3f}",
+                              help="nats per example; ± one standard error over the examples")
+                    m2.metric(f"Examples above the diagonal by > {result['num_sigmas']:g} s.e.",
+                              f"{result['num_above']} of {result['num_examples']}")
+                    m3.metric(f"Above the plain q(z|x) estimate by > {result['num_sigmas']:g} s.e.",
+                              f"{result['num_above_plain']} of {result['num_examples']}",
+                              help="the same count against importance sampling from q(z|x) alone, which can be far "
+                                   "too low for an encoder trained on corrupted inputs")
+                    deficit = result["log_px"] - result["log_px_plain"]
+                    st.info(
+                        f"The plain estimate (proposals from q(z|x) alone) is {float(deficit.mean()):.2f} nats below "
+                        f"the {'exact value' if exact else 'mixture-proposal estimate'} on average (up to "
+                        f"{float(deficit.max()):.1f} nats on one example). Where it is far below, q(z|x) of the "
+                        "clean x misses part of the posterior, and an objective can seem to beat a log p(x) it does "
+                        "not beat.",
+                        icon=":material/info:")
+                    st.plotly_chart(figs.objective_scatter(result, objective_label), key="bl_real_chart",
+                                    config=figures.PLOTLY_CONFIG)
+                    how = ("exact, by quadrature on a grid over the 2-D latent plane" if exact else
+                           f"importance sampling with k = {result['importance_samples']} from the defensive mixture "
+                           f"½ q(z|x) + ½ mean of q(z|x̃) over 16 corrupted copies ({result['mixture_noise']} "
+                           f"{result['mixture_level']:g}) — a stochastic lower bound, tight when the proposal covers "
+                           "the posterior")
+                    st.caption("Objective: mean of the repeated draws, error bars ± "
+                               f"{result['num_sigmas']:g} Monte Carlo standard errors. log p(x): {how}. "
+                               "Both in nats per example.")
+                    columns = {
+                        "training objective (mean of draws)": result["objective"].numpy(),
+                        "Monte Carlo s.e.": result["objective_stderr"].numpy(),
+                        "log p(x), mixture-proposal estimate": result["log_px_mix"].numpy(),
+                        "log p(x), plain q(z|x) estimate": result["log_px_plain"].numpy(),
+                        "clean ELBO": result["elbo"].numpy(),
+                        "gap log p(x) − objective": result["gap"].numpy(),
+                    }
+                    if "log_px_exact" in result:
+                        columns["log p(x), exact (quadrature)"] = result["log_px_exact"].numpy()
+                    import pandas as pd  # here only: importing pandas costs the page's first visit ~0.5 s
+
+                    table = pd.DataFrame(columns)
+                    with st.expander("Per-example numbers (nats per example)"):
+                        st.dataframe(table, key="bl_real_table")
+
+
+real_models()
+
 
 # --- (d) the bridge: L⁽ᴷ⁾ and U⁽ᴷ⁾ ------------------------------------------------------------------
 st.header("4 · The bridge: from the paper's objective to the critique's")
@@ -264,10 +289,11 @@ with st.expander("The derivations, step by step (docs/semi_implicit.md)"):
     st.markdown(bridge_view.derivations_markdown())
 
 st.subheader("On the tiny model of section 1")
+model_args, x_code, width, noise, level = st.session_state["bl_bridge_settings"]
 st.markdown(f"The same clean x = `{format(x_code, f'0{width}b')}` and corruption ({noise}, ν = {level:g}). "
             "Dotted: the exact sequences (quadrature over all corrupted inputs); solid with bands: the sampled "
             "estimators that the real-model part below uses, from 1000 draws of x̃₀..x̃₁₀₂₄ and z.")
-bridge_key = (model_args, int(x_code), noise, float(level))
+bridge_key = (model_args, x_code, noise, level)
 if st.button("Compute the bridge for this tiny model", key="bl_br_tiny_run", type="primary"):
     st.session_state["bl_br_tiny"] = bridge_key
 if st.session_state.get("bl_br_tiny") == bridge_key:

@@ -31,69 +31,76 @@ first = next(iter(checkpoints.values()))
 dataset_name = first.config.dataset
 available = cache.test_image_count(dataset_name)
 
-with st.sidebar:
-    seed = int(st.number_input("Seed", 0, 10_000, value=params.get("seed", 0, cast=int, low=0, high=10_000),
-                               key="seed"))
-    count = st.select_slider("Prior samples per model", [8, 16, 24, 32, 48, 64],
-                             value=params.get("count", 32, cast=int, choices=[8, 16, 24, 32, 48, 64]), key="count")
-    st.subheader("Interpolation")
-    limit = available - 1 if available else 9999
-    what = "Test image" if available else "Model sample seed"
-    index_a = int(st.number_input(f"{what} x_a", 0, limit, value=params.get("a", 0, cast=int, low=0, high=limit),
-                                  key="index_a"))
-    index_b = int(st.number_input(f"{what} x_b", 0, limit, value=params.get("b", 1, cast=int, low=0, high=limit),
-                                  key="index_b"))
-    steps = st.slider("Steps", 3, 12, value=params.get("steps", 8, cast=int, low=3, high=12), key="steps")
-    spherical = st.toggle("Spherical path (slerp)", value=params.get("slerp", False, cast=bool), key="slerp")
-    params.put(seed=seed, count=count, a=index_a, b=index_b, steps=steps, slerp=spherical)
-
 if not available:
     inputs.dataset_hint(dataset_name, cache.try_dataset(dataset_name)[1])
 
-# --- samples from the prior ---------------------------------------------------------------------------
-st.header("Samples from the prior")
-columns = st.columns(min(len(checkpoints), 2))
-for i, (stem, ck) in enumerate(checkpoints.items()):
-    with columns[i % len(columns)]:
-        samples = analysis.prior_samples(ck.model, count, seed=seed)
-        rows = figures.wrap(samples, 8)
-        st.plotly_chart(
-            figures.image_grid(rows, ck.image_shape, [""] * len(rows), title=f"{stem} ({ck.config.model_name})"),
-            config=figures.PLOTLY_CONFIG, theme=None, key=f"prior_{stem}",
-        )
-        st.caption(f"{count} mean images E[x|z], z ~ N(0, I), seed {seed}. {ck.config.describe()}")
-        if ck.model.latent_dim == 2:
-            grid_images, values = analysis.latent_grid_images(ck.model, per_axis=12)
-            st.plotly_chart(
-                figures.image_grid(figures.wrap(grid_images, 12), ck.image_shape,
-                                   [f"{v:.2f}" for v in values[::-1]], col_labels=[f"{v:.2f}" for v in values],
-                                   title=f"{stem}: the latent plane", cell_px=48),
-                config=figures.PLOTLY_CONFIG, theme=None, key=f"plane_{stem}",
-            )
-            st.caption("The whole 2-D latent plane (z₁ across, z₂ down): decoded mean images on a grid of z evenly "
-                       "spaced in prior probability (z = Φ⁻¹(p), p from 0.05 to 0.95), like Kingma & Welling's Fig 4.")
 
-# --- interpolation ----------------------------------------------------------------------------------
-st.header("Interpolation between two inputs")
-if available:
-    x_a = cache.test_image_rows(dataset_name, index_a, 1)[0]
-    x_b = cache.test_image_rows(dataset_name, index_b, 1)[0]
-    ends = f"{dataset_name} test images #{index_a} and #{index_b}"
-else:
-    x_a = analysis.model_inputs(first.model, 1, seed=index_a)[0]
-    x_b = analysis.model_inputs(first.model, 1, seed=index_b)[0]
-    ends = f"samples of {next(iter(checkpoints))} (seeds {index_a} and {index_b})"
-rows, labels = [], []
-for stem, ck in checkpoints.items():
-    path_images, _ = analysis.interpolate(ck.model, x_a, x_b, steps=steps, spherical=spherical)
-    rows.append([x_a, *path_images, x_b])
-    labels.append(f"{stem} ({ck.config.model_name})")
-step_labels = ["x_a", *[f"t={t / (steps - 1):.2f}" for t in range(steps)], "x_b"]
-st.plotly_chart(
-    figures.image_grid(rows, first.image_shape, labels, col_labels=step_labels,
-                       title="decode(slerp(μ(x_a), μ(x_b); t))" if spherical else "decode((1 − t) μ(x_a) + t μ(x_b))"),
-    config=figures.PLOTLY_CONFIG, theme=None, key="interpolation",
-)
-st.caption(f"Ends: {ends}. First and last columns are the inputs; t = 0 and t = 1 decode their encoder means. "
-           + ("The spherical path keeps the norm of z closer to that of typical prior draws."
-              if spherical else "Switch on the spherical path to stay nearer the prior's typical shell."))
+@st.fragment
+def prior_samples() -> None:
+    """Samples from the prior (and the latent plane of 2-D models); its controls rerun only this part."""
+    with st.sidebar:
+        seed = int(st.number_input("Seed", 0, 10_000, value=params.get("seed", 0, cast=int, low=0, high=10_000),
+                                   key="seed"))
+        count = st.select_slider("Prior samples per model", [8, 16, 24, 32, 48, 64],
+                                 value=params.get("count", 32, cast=int, choices=[8, 16, 24, 32, 48, 64]),
+                                 key="count")
+        params.put(seed=seed, count=count)
+    st.header("Samples from the prior")
+    columns = st.columns(min(len(checkpoints), 2))
+    for i, (stem, ck) in enumerate(checkpoints.items()):
+        with columns[i % len(columns)]:
+            samples = analysis.prior_samples(ck.model, count, seed=seed)
+            rows = figures.wrap(samples, 8)
+            figures.show(figures.image_grid(rows, ck.image_shape, [""] * len(rows),
+                                            title=f"{stem} ({ck.config.model_name})", name=f"prior-{stem}"))
+            st.caption(f"{count} mean images E[x|z], z ~ N(0, I), seed {seed}. {ck.config.describe()}")
+            if ck.model.latent_dim == 2:
+                grid_images, values = analysis.latent_grid_images(ck.model, per_axis=12)
+                figures.show(figures.image_grid(
+                    figures.wrap(grid_images, 12), ck.image_shape, [f"{v:.2f}" for v in values[::-1]],
+                    col_labels=[f"{v:.2f}" for v in values], title=f"{stem}: the latent plane", cell_px=48,
+                    name=f"plane-{stem}"))
+                st.caption("The whole 2-D latent plane (z₁ across, z₂ down): decoded mean images on a grid of z "
+                           "evenly spaced in prior probability (z = Φ⁻¹(p), p from 0.05 to 0.95), like Kingma & "
+                           "Welling's Fig 4.")
+
+
+@st.fragment
+def interpolation() -> None:
+    """A walk between the encoder means of two inputs; its controls rerun only this part."""
+    with st.sidebar:
+        st.subheader("Interpolation")
+        limit = available - 1 if available else 9999
+        what = "Test image" if available else "Model sample seed"
+        index_a = int(st.number_input(f"{what} x_a", 0, limit, value=params.get("a", 0, cast=int, low=0, high=limit),
+                                      key="index_a"))
+        index_b = int(st.number_input(f"{what} x_b", 0, limit, value=params.get("b", 1, cast=int, low=0, high=limit),
+                                      key="index_b"))
+        steps = st.slider("Steps", 3, 12, value=params.get("steps", 8, cast=int, low=3, high=12), key="steps")
+        spherical = st.toggle("Spherical path (slerp)", value=params.get("slerp", False, cast=bool), key="slerp")
+        params.put(a=index_a, b=index_b, steps=steps, slerp=spherical)
+    st.header("Interpolation between two inputs")
+    if available:
+        x_a = cache.test_image_rows(dataset_name, index_a, 1)[0]
+        x_b = cache.test_image_rows(dataset_name, index_b, 1)[0]
+        ends = f"{dataset_name} test images #{index_a} and #{index_b}"
+    else:
+        x_a = analysis.model_inputs(first.model, 1, seed=index_a)[0]
+        x_b = analysis.model_inputs(first.model, 1, seed=index_b)[0]
+        ends = f"samples of {next(iter(checkpoints))} (seeds {index_a} and {index_b})"
+    rows, labels = [], []
+    for stem, ck in checkpoints.items():
+        path_images, _ = analysis.interpolate(ck.model, x_a, x_b, steps=steps, spherical=spherical)
+        rows.append([x_a, *path_images, x_b])
+        labels.append(f"{stem} ({ck.config.model_name})")
+    step_labels = ["x_a", *[f"t={t / (steps - 1):.2f}" for t in range(steps)], "x_b"]
+    title = "decode(slerp(μ(x_a), μ(x_b); t))" if spherical else "decode((1 − t) μ(x_a) + t μ(x_b))"
+    figures.show(figures.image_grid(rows, first.image_shape, labels, col_labels=step_labels, title=title,
+                                    name="interpolation"))
+    st.caption(f"Ends: {ends}. First and last columns are the inputs; t = 0 and t = 1 decode their encoder means. "
+               + ("The spherical path keeps the norm of z closer to that of typical prior draws."
+                  if spherical else "Switch on the spherical path to stay nearer the prior's typical shell."))
+
+
+prior_samples()
+interpolation()

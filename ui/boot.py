@@ -15,7 +15,10 @@ the outer, legacy run then stops.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import runpy
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -33,3 +36,32 @@ def run_through_app() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+_frozen = False
+
+
+def training_threads() -> int:
+    """How many training jobs run in this server now (``dvae_engine.jobs`` names their threads ``train-<id>``).
+
+    Counted from the threads themselves, so asking does not build the job registry (whose first
+    optimizer imports torch._dynamo: seconds, on the first page a new server shows).
+    """
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith("train-") and thread.is_alive())
+
+
+def freeze_long_lived_objects() -> None:
+    """Exempt the objects that exist now (torch, plotly, loaded models…) from every later garbage collection.
+
+    Python's full collection walks every tracked object; after ``import torch`` there are
+    ~300 000, so each one costs ~0.2 s on a small CPU and stalls whichever script run it
+    falls into. Called once, at the end of the server's first script run: later collections
+    only look at what was created since (``gc.freeze``). Garbage made before that point is
+    collected first.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+        atexit.register(gc.unfreeze)  # let interpreter shutdown see and free them as usual

@@ -2,7 +2,7 @@
 
 * ``st.cache_resource`` for things that must not be copied per rerun: the job
   registry (shared by every session), loaded models, full datasets (tensors of
-  up to 150 MB, treated as read-only).
+  up to 150 MB, treated as read-only), checkpoint summaries (read on every rerun).
 * ``st.cache_data`` for small derived values (checkpoint listings, image subsets).
 
 Checkpoint folders: the shipped, pretrained models live in ``checkpoints/``
@@ -172,10 +172,13 @@ def boundlab_sweep(model_args: tuple, x_code: int, noise: str, levels: tuple[flo
                    num_samples: int) -> tuple[dict, dict]:
     """Exact quantities at every level in ``levels`` and the DIWAE(M, K) expectation (exact or Monte Carlo)."""
     from dvae_engine import boundlab
+    from ui.boot import training_threads
 
     model = boundlab_model(*model_args)
     sweep = boundlab.noise_sweep(model, x_code, noise, levels)
-    return sweep, boundlab.diwae_sweep(model, x_code, noise, levels, num_corruptions, num_samples, exact_sweep=sweep)
+    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # the Monte Carlo levels, in parallel when idle
+    return sweep, boundlab.diwae_sweep(model, x_code, noise, levels, num_corruptions, num_samples, exact_sweep=sweep,
+                                       workers=workers)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -183,10 +186,12 @@ def boundlab_point(model_args: tuple, x_code: int, noise: str, level: float, num
                    num_samples: int) -> tuple[dict, dict, dict]:
     """At one noise level: the exact quantities, the DIWAE(M, K) expectation and the latent densities."""
     from dvae_engine import boundlab
+    from ui.boot import training_threads
 
     model = boundlab_model(*model_args)
+    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # Monte Carlo draws, in parallel when idle
     return (boundlab.exact_quantities(model, x_code, noise, level),
-            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples),
+            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples, workers=workers),
             boundlab.latent_densities(model, x_code, noise, level, max_components=12))
 
 
@@ -251,6 +256,39 @@ def true_posterior(path: str | Path, x_clean):
     return _true_posterior(str(path), path.stat().st_mtime, x_clean)
 
 
+_prefetcher = None
+
+
+def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
+    """Start computing, in one background thread, the true posteriors of test images ``index`` ± 1 for these
+    2-D models, so that stepping to the next or previous image finds them ready.
+
+    The grid costs a few hundred ms per model and image on a small CPU. A page that asks for one
+    still being computed waits for it (``st.cache_data`` computes each value once) rather than
+    starting again.
+    """
+    global _prefetcher
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _prefetcher is None:
+        _prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    count = test_image_count(dataset_name)
+    for neighbour in (index + 1, index - 1):
+        if 0 <= neighbour < count:
+            x_clean = test_image_rows(dataset_name, neighbour, 1)[0].numpy()
+            for path in paths:
+                path = Path(path)
+                _prefetcher.submit(_prefetch_true_posterior, str(path), path.stat().st_mtime, x_clean)
+
+
+def _prefetch_true_posterior(path: str, mtime: float, x_clean) -> None:
+    torch.set_num_threads(1)  # leave the other core to the page being drawn
+    try:
+        _true_posterior(path, mtime, x_clean)
+    except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked
+        pass
+
+
 @st.cache_data(show_spinner="Running t-SNE…", max_entries=32)
 def tsne_mixture(component_loc, clean_loc, seed: int):
     """t-SNE of the component means ``(N, latent)`` together with the clean mean ``(latent,)``: ``((N, 2), (2,))``."""
@@ -264,7 +302,7 @@ def tsne_mixture(component_loc, clean_loc, seed: int):
 
 # --- Home, Train, Bound vs M and Checkpoints pages -------------------------------------------
 
-@st.cache_data(show_spinner=False, max_entries=512)
+@st.cache_resource(show_spinner=False, max_entries=512)
 def _checkpoint_info(path: str, mtime: float, size: int) -> dict:
     from dvae_engine.training import TrainConfig
 
@@ -285,7 +323,9 @@ def _checkpoint_info(path: str, mtime: float, size: int) -> dict:
 def checkpoint_info(path: str | Path) -> dict:
     """A checkpoint's config, history, metrics and status without building its model (cached per file version).
 
-    ``{"error": message, "size": bytes}`` when the file is not a readable checkpoint.
+    ``{"error": message, "size": bytes}`` when the file is not a readable checkpoint. The same dict
+    is handed to every caller (``cache_resource``: model choosers call this for every option on
+    every rerun, and a copy each time cost more than the rest of the rerun): read it, never change it.
     """
     stat = Path(path).stat()
     return _checkpoint_info(str(path), stat.st_mtime, stat.st_size)
@@ -323,6 +363,36 @@ def denoising_evidence() -> dict | None:
         return _json_file(str(path), path.stat().st_mtime)
     except ValueError:
         return None
+
+
+TEACHING_LEVEL = 0.10  # the noise level of the Home page's picture: 10 % salt-and-pepper
+
+
+def picture_dataset() -> str:
+    """The dataset the Home page draws its picture with: MNIST when it is on disk, else scikit-learn's digits."""
+    return "mnist" if offline_datasets().get("mnist") else "digits"
+
+
+def teaching_model(same_dataset_only: bool = False) -> Path | None:
+    """The shipped DVAE the Home page teaches with: salt-and-pepper, trained nearest 10 %, on the picture's dataset.
+
+    Posterior and Reconstructions open on it. Unless ``same_dataset_only``, a shipped salt-and-pepper
+    DVAE of another dataset (MNIST first) stands in when the picture's dataset has none.
+    """
+    dataset = picture_dataset()
+    candidates = []
+    for path in checkpoint_files():
+        info = checkpoint_info(path)
+        if not is_shipped(path) or info["error"]:
+            continue
+        config = info["config"]
+        if config.objective != "dvae" or config.noise != "salt-pepper":
+            continue
+        if same_dataset_only and config.dataset != dataset:
+            continue
+        candidates.append(((config.dataset != dataset, config.dataset != "mnist",
+                            abs(config.noise_level - TEACHING_LEVEL), path.name), path))
+    return min(candidates)[1] if candidates else None
 
 
 def find_checkpoint(entry_id: str | None) -> Path | None:

@@ -1,11 +1,9 @@
-"""Shared plotly figures: image grids, posterior views with ellipses and contours.
+"""Shared figures: image grids and posterior views, as HTML and SVG (see :mod:`ui.svgplot` for why not plotly).
 
-Conventions for every figure here: the Okabe–Ito colour-blind-safe palette,
-large fonts for projection in a lecture hall, labelled axes, and plotly's
-modebar camera button for a PNG export (2× scale), :func:`html_download` for
-an interactive HTML file. Show them with
-``st.plotly_chart(fig, config=PLOTLY_CONFIG, theme=None)`` so the palette is kept.
-Figures only draw: every number they show is computed in ``dvae_engine``.
+Conventions for every figure here: the Okabe–Ito colour-blind-safe palette, large fonts for
+projection in a lecture hall (17 px and up at the design width), labelled axes, a white
+background whatever the theme, and :func:`html_download` for a self-contained HTML file. Show
+them with :func:`show`. Figures only draw: every number they show is computed in ``dvae_engine``.
 """
 
 from __future__ import annotations
@@ -13,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
+
+from ui.svgplot import FONT_SIZE, Chart, density_image, esc, figure_html, png_data_uri, standalone_html
 
 # Okabe & Ito (2008), "Color Universal Design"
 OKABE_ITO = {
@@ -32,22 +31,70 @@ PALETTE = [OKABE_ITO[k] for k in ("blue", "vermillion", "bluish_green", "orange"
 CLEAN_COLOR = OKABE_ITO["blue"]  # the clean q(z|x)
 MIXTURE_COLOR = OKABE_ITO["vermillion"]  # q̃(z|x) and its components
 TRUE_COLOR = OKABE_ITO["black"]  # the true posterior p(z|x)
-FONT_SIZE = 18
-GREY = [[0.0, "black"], [1.0, "white"]]  # pixel value 0 → black, 1 → white, as the datasets store them
+
+
+# ``st.html`` sanitises with DOMPurify's HTML profile, which strips SVG; this tiny inline component puts our own,
+# escaped markup (ui/svgplot.py escapes every text it writes) into the page as it is, tooltips included.
+_FIGURE_JS = """
+export default function(component) {
+  const { parentElement, data } = component;
+  let root = parentElement.querySelector(":scope > .dvae-figure-root");
+  if (!root) {
+    root = document.createElement("div");
+    root.className = "dvae-figure-root";
+    parentElement.appendChild(root);
+  }
+  const html = (data && data.html) || "";
+  if (root.__html !== html) {
+    root.innerHTML = html;
+    root.__html = html;
+  }
+}
+"""
+_figure_component = None
+
+
+def show(figure_html_text: str, key: str | None = None) -> None:
+    """Put a figure (HTML/SVG from this module, :mod:`ui.svgplot` or :mod:`ui.boundlab_figures`) on the page."""
+    global _figure_component
+    import streamlit as st
+
+    if _figure_component is None:
+        _figure_component = st.components.v2.component("dvae_figure", js=_FIGURE_JS, isolate_styles=False)
+    _figure_component(data={"html": figure_html_text}, key=key)
+
 
 PLOTLY_CONFIG = {
     "displaylogo": False,
     "toImageButtonOptions": {"format": "png", "scale": 2},
-}
+}  # for the plotly figures of the pages where no slider redraws them (Train, Bound vs M, Checkpoints, section 3)
 
 
-def html_download(fig: go.Figure, name: str, key: str) -> None:
-    """A small button that downloads ``fig`` as a stand-alone interactive HTML file (built only when clicked)."""
+def plotly():
+    """:mod:`ui.plotly_figures` (the plotly versions, for downloads), imported on first use: plotly's import costs
+    about half a second, which no page visit should pay for a button that may never be clicked."""
+    from ui import plotly_figures
+
+    return plotly_figures
+
+
+def html_download(figure, name: str, key: str) -> None:
+    """A small button that downloads a figure as a stand-alone HTML file (built only when clicked).
+
+    ``figure`` is a plotly figure (saved interactive, plotly.js included), HTML/SVG text from this module,
+    or a function returning either, called only when the button is clicked (the classroom pages pass one
+    that builds the plotly version of their SVG figure, see :mod:`ui.plotly_figures`).
+    """
     import streamlit as st
 
-    st.download_button("Download figure (HTML)", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-                       file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
-                       type="tertiary", icon=":material/download:")
+    def build() -> str:
+        made = figure() if callable(figure) else figure
+        if isinstance(made, str):
+            return standalone_html(made, name)
+        return made.to_html(include_plotlyjs=True, full_html=True)
+
+    st.download_button("Download figure (HTML)", data=build, file_name=f"{name}.html", mime="text/html",
+                       key=f"{key}-html", on_click="ignore", type="tertiary", icon=":material/download:")
 
 
 def _numpy(a) -> np.ndarray:
@@ -56,29 +103,9 @@ def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-_AXIS = dict(gridcolor="#E5ECF6", linecolor="#444", zerolinecolor="#C8D4E3", automargin=True)
-
-
-def layout(title: str | None = None, height: int | None = None, xaxis: dict | None = None,
-           yaxis: dict | None = None, **extra) -> dict:
-    """Large fonts, white background with light grid lines, legend below the plot; ``extra`` overrides.
-
-    A plain dict for ``go.Figure(data, layout)``: one validation per figure.
-    Spelled out rather than ``template="plotly_white"`` (copying a full
-    template costs ~30 ms per figure) or chained ``update_*`` calls (each
-    re-validates), which matters for a 200 ms budget per slider move.
-    """
-    base = dict(
-        paper_bgcolor="white", plot_bgcolor="white",
-        font=dict(size=FONT_SIZE, color="#2a3f5f"),
-        title=dict(text=title, font=dict(size=FONT_SIZE + 2)) if title else None,
-        height=height,
-        margin=dict(l=10, r=10, t=60 if title else 20, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0),
-        xaxis={**_AXIS, **(xaxis or {})},
-        yaxis={**_AXIS, **(yaxis or {})},
-    )
-    return {**base, **extra}
+def image_bytes(image: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 1] as bytes, round(255 · clip(value, 0, 1)): values outside [0, 1] show as black or white."""
+    return np.round(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def image_grid(
@@ -89,56 +116,44 @@ def image_grid(
     cell_text: Sequence[Sequence[str] | None] | None = None,
     title: str | None = None,
     cell_px: int = 72,
-) -> go.Figure:
-    """Rows of images as one heatmap: ``rows[r]`` is ``(n_r, H·W)`` pixel values in [0, 1] (or a list of ``(H·W,)``).
+    name: str | None = None,
+) -> str:
+    """Rows of images as an HTML grid: ``rows[r]`` is ``(n_r, H·W)`` pixel values in [0, 1] (or a list of ``(H·W,)``).
 
-    Pixels are drawn as bytes, round(255 · clip(value, 0, 1)), so values outside
-    [0, 1] (Gaussian noise) show as black or white. ``row_labels`` name the
-    rows on the left; ``col_labels`` the columns on top; ``cell_text[r][c]``
-    (optional) is printed under image (r, c), e.g. a per-image number.
+    Each image is a small grey PNG (see :func:`image_bytes`), scaled up without smoothing to
+    ``cell_px`` pixels wide at most (narrower when the column is). ``row_labels`` name the rows on
+    the left; ``col_labels`` the columns on top; ``cell_text[r][c]`` (optional) is printed under
+    image (r, c), e.g. a per-image number. Every ``<img>`` carries ``data-row``/``data-col``.
     """
     height, width = image_shape
     arrays = [_numpy(r).reshape(-1, height, width) for r in rows]
     n_cols = max((len(a) for a in arrays), default=0)
-    gap_x = max(1, width // 8)
-    has_text = cell_text is not None and any(t is not None for t in cell_text)
-    gap_y = max(1, height // 8) + (int(round(height * 0.45)) if has_text else 0)
-    # one byte per pixel (0–255) keeps the figure small (~8× less than float64 JSON per slider move);
-    # gaps are 255, white like the paper around the plot
-    tile = np.full((len(arrays) * (height + gap_y), n_cols * (width + gap_x)), 255, dtype=np.uint8)
+    small = FONT_SIZE - 3
+    cells = []
+    if col_labels:
+        cells.append("<div></div>")
+        cells += [f'<div class="col-label" style="text-align:center;font-size:{small}px;overflow:hidden;'
+                  f'white-space:nowrap">{esc(text)}</div>' for text in col_labels]
+        cells += ["<div></div>"] * (n_cols - len(col_labels))
     for r, images in enumerate(arrays):
-        for c, image in enumerate(images):
-            top, left = r * (height + gap_y), c * (width + gap_x)
-            tile[top:top + height, left:left + width] = np.round(np.clip(image, 0.0, 1.0) * 255)
-
-    annotations = [
-        dict(x=c * (width + gap_x) + (width - 1) / 2, y=r * (height + gap_y) + height - 0.5, text=text,
-             showarrow=False, yanchor="top", font=dict(size=FONT_SIZE - 4))
-        for r, texts in enumerate(cell_text or []) for c, text in enumerate(texts or [])
-    ]
-    top = (45 if title else 10) + (35 if col_labels else 0)
-    aspect = tile.shape[0] / max(tile.shape[1], 1)
-    grid_layout = layout(
-        height=int(min(1400, max(160, n_cols * cell_px * aspect + top + 10))),
-        margin=dict(l=10, r=10, t=top, b=10),
-        annotations=annotations,
-        xaxis=dict(
-            showgrid=False, zeroline=False, side="top", tickangle=0, tickfont=dict(size=FONT_SIZE - 4),
-            constrain="domain", automargin=True,
-            tickvals=[c * (width + gap_x) + (width - 1) / 2 for c in range(n_cols)] if col_labels else [],
-            ticktext=list(col_labels) if col_labels else [],
-        ),
-        yaxis=dict(
-            autorange="reversed", scaleanchor="x", constrain="domain", constraintoward="top", showgrid=False,
-            zeroline=False, ticktext=list(row_labels), automargin=True,
-            tickvals=[r * (height + gap_y) + (height - 1) / 2 for r in range(len(arrays))],
-        ),
-    )
-    if title:  # pinned to the top of the figure, above the column labels
-        grid_layout["title"] = dict(text=title, font=dict(size=FONT_SIZE + 2), yref="container", y=1.0,
-                                    yanchor="top", pad=dict(t=10))
-    return go.Figure(go.Heatmap(z=tile, colorscale=GREY, zmin=0, zmax=255, showscale=False, hoverinfo="skip"),
-                     grid_layout)
+        cells.append(f'<div class="row-label" style="text-align:right;font-size:{small}px;line-height:1.2;'
+                     f'max-width:13em;overflow-wrap:anywhere">{esc(row_labels[r]) if r < len(row_labels) else ""}'
+                     "</div>")
+        texts = (cell_text[r] if cell_text is not None and r < len(cell_text) else None) or []
+        for c in range(n_cols):
+            if c >= len(images):
+                cells.append("<div></div>")
+                continue
+            label = esc(f"{row_labels[r] if r < len(row_labels) else ''} {col_labels[c] if col_labels else ''}")
+            img = (f'<img src="{png_data_uri(image_bytes(images[c]))}" alt="{label.strip()}" data-row="{r}" '
+                   f'data-col="{c}" width="{width}" height="{height}" style="width:100%;height:auto;'
+                   f'image-rendering:pixelated;display:block;background:black">')
+            under = (f'<div class="cell-text" style="text-align:center;font-size:{small}px;line-height:1.25">'
+                     f'{esc(texts[c])}</div>' if c < len(texts) and texts[c] is not None else "")
+            cells.append(f"<div>{img}{under}</div>")
+    grid = (f'<div class="image-grid" style="display:grid;grid-template-columns:max-content '
+            f'repeat({n_cols}, minmax(0, {cell_px}px));gap:5px 5px;align-items:center">{"".join(cells)}</div>')
+    return figure_html(grid, title, name=name)
 
 
 def wrap(images, per_row: int) -> list:
@@ -147,86 +162,59 @@ def wrap(images, per_row: int) -> list:
     return [images[i:i + per_row] for i in range(0, len(images), per_row)]
 
 
-def _ellipse_trace(ellipses: np.ndarray, color: str, name: str, width: float, showlegend: bool = True,
-                   dash: str | None = None, opacity: float = 1.0) -> go.Scatter:
-    """All outlines ``(n, P, 2)`` in one trace, separated by gaps (fast to draw)."""
-    ellipses = ellipses.reshape(-1, *ellipses.shape[-2:]).astype(np.float32)
-    padded = np.concatenate([ellipses, np.full((len(ellipses), 1, 2), np.nan, np.float32)], axis=1).reshape(-1, 2)
-    return go.Scatter(x=padded[:, 0], y=padded[:, 1], mode="lines", line=dict(color=color, width=width, dash=dash),
-                      name=name, hoverinfo="skip", showlegend=showlegend, connectgaps=False, opacity=opacity)
-
-
-def _hpd_contour(z1, z2, coverage, color: str, name: str, dash: str | None = None) -> go.Contour:
-    """Contours of an HPD-coverage field at 50% and 90% (see ``analysis.hpd_coverage``)."""
-    return go.Contour(
-        x=np.asarray(z1, np.float32), y=np.asarray(z2, np.float32), z=np.asarray(coverage, np.float32), name=name,
-        showlegend=True, showscale=False, hoverinfo="skip",
-        colorscale=[[0, color], [1, color]],
-        contours=dict(start=0.5, end=0.9, size=0.4, coloring="lines", showlabels=True,
-                      labelfont=dict(size=FONT_SIZE - 4, color=color)),
-        line=dict(width=2.5, dash=dash),
-    )
-
-
 def posterior_figure(view, title: str | None = None, density: bool = True, true_grid=None, comparison=None,
-                     hpd=None) -> go.Figure:
-    """A mixture posterior in a 2-D plane.
+                     hpd=None, size: int = 400) -> str:
+    """A mixture posterior in a 2-D plane, as SVG.
 
     ``view`` is an ``analysis.ProjectedPosterior``: components as points with
     2σ ellipses, the clean q(z|x) as a star with its 2σ ellipse, and (with
-    ``density``) a filled contour of the mixture draws. For a 2-D latent
+    ``density``) the density of the mixture draws as shading. For a 2-D latent
     model pass ``true_grid`` (``PosteriorGrid``), ``comparison``
     (``PosteriorComparison``) and ``hpd`` (a function from log densities to
     HPD coverage fields, ``analysis.hpd_coverage``): the true p(z|x), q(z|x)
     and q̃(z|x) are then drawn as contours holding 50% and 90% of their mass.
     """
-    traces = []
-    if density and true_grid is None:
-        samples = view.mixture_samples2.astype(np.float32)
-        traces.append(go.Histogram2dContour(
-            x=samples[:, 0], y=samples[:, 1], name="q̃(z|x) density (samples)", showlegend=True,
-            colorscale=[[0, "rgba(255,255,255,0)"], [1, "rgba(213,94,0,0.55)"]], showscale=False,
-            contours=dict(coloring="fill", showlines=False), ncontours=12, hoverinfo="skip",
-        ))
-    traces.append(_ellipse_trace(view.component_ellipses, MIXTURE_COLOR, "components q(z|x̃ₙ), 2σ", 1.0,
-                                 opacity=max(0.15, min(0.8, 6.0 / len(view.component_ellipses)))))
-    traces.append(go.Scatter(
-        x=view.component_mean2[:, 0], y=view.component_mean2[:, 1], mode="markers", name="component means μ(x̃ₙ)",
-        marker=dict(color=MIXTURE_COLOR, size=8, line=dict(color="white", width=1)),
-        hovertemplate="μ(x̃ₙ): (%{x:.2f}, %{y:.2f})<extra></extra>",
-    ))
-    if true_grid is not None and comparison is not None and hpd is not None:
-        traces += [
-            _hpd_contour(true_grid.z1, true_grid.z2, hpd(true_grid.log_posterior), TRUE_COLOR,
-                         "true p(z|x): 50% / 90% regions"),
-            _hpd_contour(comparison.z1, comparison.z2, hpd(comparison.log_mixture), MIXTURE_COLOR,
-                         "mixture q̃(z|x): 50% / 90%", dash="dot"),
-            _hpd_contour(comparison.z1, comparison.z2, hpd(comparison.log_clean), CLEAN_COLOR,
-                         "clean q(z|x): 50% / 90%", dash="dash"),
-        ]
+    chart = Chart(width=size, height=size, title=title, x_title=view.axis_titles[0], y_title=view.axis_titles[1],
+                  equal_aspect=True, name="posterior")
+    contours = true_grid is not None and comparison is not None and hpd is not None
+    num = len(view.component_mean2)
+    if density and not contours:
+        samples = np.asarray(view.mixture_samples2, dtype=np.float64)
+        lo = np.quantile(samples, 0.002, axis=0)
+        hi = np.quantile(samples, 0.998, axis=0)
+        span = np.maximum(hi - lo, 1e-6) * 0.08
+        x_range, y_range = (lo[0] - span[0], hi[0] + span[0]), (lo[1] - span[1], hi[1] + span[1])
+        chart.image(density_image(samples, x_range, y_range, (213, 94, 0)), *x_range, *y_range,
+                    name="q̃(z|x) density (samples)", color=MIXTURE_COLOR)
+        chart.include(np.array(x_range), np.array(y_range))
+    chart.ellipses(view.component_mean2, view.component_cov2, name="components q(z|x̃ₙ), 2σ", color=MIXTURE_COLOR,
+                   width=1.0, opacity=max(0.15, min(0.8, 6.0 / max(num, 1))))
+    chart.markers(view.component_mean2[:, 0], view.component_mean2[:, 1], name="component means μ(x̃ₙ)",
+                  color=MIXTURE_COLOR, size=9,
+                  tooltips=[f"μ(x̃{n + 1}): ({x:.2f}, {y:.2f})" for n, (x, y) in enumerate(view.component_mean2)])
+    if contours:
+        levels, labels = (0.5, 0.9), ("50%", "90%")
+        chart.contours(true_grid.z1, true_grid.z2, hpd(true_grid.log_posterior), levels, labels=labels,
+                       name="true p(z|x): 50% / 90% regions", color=TRUE_COLOR, width=2.5)
+        chart.contours(comparison.z1, comparison.z2, hpd(comparison.log_mixture), levels, labels=labels,
+                       name="mixture q̃(z|x): 50% / 90%", color=MIXTURE_COLOR, width=2.5, dash="dot")
+        chart.contours(comparison.z1, comparison.z2, hpd(comparison.log_clean), levels, labels=labels,
+                       name="clean q(z|x): 50% / 90%", color=CLEAN_COLOR, width=2.5, dash="dash")
     else:
-        traces.append(_ellipse_trace(view.clean_ellipse, CLEAN_COLOR, "clean q(z|x), 2σ", 3.0))
-    traces.append(go.Scatter(
-        x=[view.clean_mean2[0]], y=[view.clean_mean2[1]], mode="markers", name="clean mean μ(x)",
-        marker=dict(color=CLEAN_COLOR, size=18, symbol="star", line=dict(color="white", width=1)),
-        hovertemplate="μ(x): (%{x:.2f}, %{y:.2f})<extra></extra>",
-    ))
-    return go.Figure(traces, layout(
-        title, height=680, legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
-        xaxis=dict(title=dict(text=view.axis_titles[0]), zeroline=False),
-        yaxis=dict(title=dict(text=view.axis_titles[1]), scaleanchor="x", scaleratio=1, zeroline=False),
-    ))
+        chart.ellipses(view.clean_mean2[None], view.clean_cov2[None], name="clean q(z|x), 2σ", color=CLEAN_COLOR,
+                       width=3.0)
+    chart.markers([view.clean_mean2[0]], [view.clean_mean2[1]], name="clean mean μ(x)", color=CLEAN_COLOR, size=20,
+                  symbol="star", tooltips=[f"μ(x): ({view.clean_mean2[0]:.2f}, {view.clean_mean2[1]:.2f})"])
+    return chart.to_html()
 
 
-def tsne_figure(component_points: np.ndarray, clean_point: np.ndarray, title: str | None = None) -> go.Figure:
+def tsne_figure(component_points: np.ndarray, clean_point: np.ndarray, title: str | None = None,
+                size: int = 400) -> str:
     """t-SNE positions of the component means (points only: t-SNE cannot carry covariances)."""
-    return go.Figure([
-        go.Scatter(x=component_points[:, 0], y=component_points[:, 1], mode="markers",
-                   name="component means μ(x̃ₙ)", marker=dict(color=MIXTURE_COLOR, size=10)),
-        go.Scatter(x=[clean_point[0]], y=[clean_point[1]], mode="markers", name="clean mean μ(x)",
-                   marker=dict(color=CLEAN_COLOR, size=18, symbol="star")),
-    ], layout(
-        title, height=680, legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
-        xaxis=dict(title=dict(text="t-SNE 1 (no units)"), zeroline=False),
-        yaxis=dict(title=dict(text="t-SNE 2 (no units)"), zeroline=False),
-    ))
+    chart = Chart(width=size, height=size, title=title, x_title="t-SNE 1 (no units)", y_title="t-SNE 2 (no units)",
+                  name="tsne")
+    chart.markers(component_points[:, 0], component_points[:, 1], name="component means μ(x̃ₙ)",
+                  color=MIXTURE_COLOR, size=10, outline=None)
+    chart.markers([clean_point[0]], [clean_point[1]], name="clean mean μ(x)", color=CLEAN_COLOR, size=20,
+                  symbol="star")
+    return chart.to_html()

@@ -65,8 +65,31 @@ def dataset_hint(name: str, message: str | None) -> None:
     )
 
 
+def forget_noise() -> None:
+    """When the model changes: drop the noise choice (widgets and URL), so the new model starts at its own noise."""
+    for key in [k for k in st.session_state if k == "noise" or str(k).startswith("level_")]:
+        del st.session_state[key]
+    for key in ("noise", "level"):
+        if key in st.query_params:
+            del st.query_params[key]
+
+
+def level_grid(noise: str) -> tuple[float, float, str, str]:
+    """``(high, step, format, label)`` of the noise-level slider: ν in [0, 1] by 0.01, σ in [0, 0.5] by 0.005.
+
+    The format shows every digit of the step, so the number on the slider is the level in use.
+    """
+    if NOISES[noise].level_is_probability:
+        return 1.0, 0.01, "%.2f", "Noise level ν (fraction of pixels)"
+    return 0.5, 0.005, "%.3f", "Noise level σ (pixel values in [0, 1])"
+
+
 def noise_controls(checkpoint: Checkpoint, has_mean_image: bool, container=st) -> tuple[str, float]:
-    """Noise type and level widgets (defaults: the model's own training noise), mirrored in the URL."""
+    """Noise type and level widgets (defaults: the model's own training noise), mirrored in the URL.
+
+    A level from the URL is rounded to the slider's step, so the slider shows exactly the level in use.
+    Pages call :func:`forget_noise` when the model changes.
+    """
     names = [n for n in NOISES if n != "mean-image" or has_mean_image]
     config = checkpoint.config
     trained_noisy = config.noise != "none" and config.noise_level > 0 and config.noise in names
@@ -78,14 +101,13 @@ def noise_controls(checkpoint: Checkpoint, has_mean_image: bool, container=st) -
     if noise == "none":
         params.put(noise=noise)
         return noise, 0.0
-    if NOISES[noise].level_is_probability:
-        high, step, text = 1.0, 0.01, "Noise level ν (fraction of pixels)"
-    else:
-        high, step, text = 0.5, 0.005, "Noise level σ (pixel values in [0, 1])"
+    high, step, number_format, text = level_grid(noise)
     default_level = config.noise_level if trained_noisy and config.noise == noise else (
         0.05 if noise == "gaussian" else 0.1)
     level = params.get("level", float(default_level), cast=float, low=0.0, high=high)
-    level = container.slider(text, 0.0, high, value=float(level), step=step, key=f"level_{noise}")
+    level = round(round(level / step) * step, 6)  # on the slider's grid: what it shows is what is used
+    level = container.slider(text, 0.0, high, value=float(level), step=step, key=f"level_{noise}",
+                             format=number_format)
     params.put(noise=noise, level=float(level))
     return noise, float(level)
 
@@ -212,6 +234,14 @@ def input_image(checkpoint: Checkpoint, key: str = "input", container=st) -> tup
     return user_image(checkpoint, source, key), f"your {'upload' if source == 'Upload' else 'drawing'}"
 
 
+def test_image_index(key: str = "input") -> int | None:
+    """The test-image index chosen with :func:`input_image` (same ``key``), or None for another source."""
+    if st.session_state.get(f"{key}_src") != "Test image":
+        return None
+    index = st.session_state.get(f"{key}_idx_Test image")
+    return None if index is None else int(index)
+
+
 def compatible(path: Path, paths: list[Path]) -> list[Path]:
     """The other readable checkpoints trained on the same dataset as ``path`` (so they take the same images)."""
     info = cache.checkpoint_info(path)
@@ -226,14 +256,26 @@ def compatible(path: Path, paths: list[Path]) -> list[Path]:
 
 
 def default_partner(path: Path, candidates: list[Path]) -> Path | None:
-    """A model to compare with: preferably trained differently (VAE vs DVAE) with the same latent size."""
+    """A model to compare with: same latent size, trained the other way (with noise vs without), same number of
+    samples K (a DVAE meets a VAE, a DIWAE an IWAE), and a different objective; ties go to the first listed."""
     config = cache.checkpoint_info(path)["config"]
 
-    def score(other: Path) -> tuple[bool, bool]:
+    def denoising(c) -> bool:
+        return c.noise != "none" and c.noise_level > 0
+
+    def score(other: Path) -> tuple[bool, bool, bool, bool]:
         other_config = cache.checkpoint_info(other)["config"]
-        return (other_config.latent_dim == config.latent_dim, other_config.model_name != config.model_name)
+        return (other_config.latent_dim == config.latent_dim, denoising(other_config) != denoising(config),
+                (other_config.num_samples > 1) == (config.num_samples > 1),
+                other_config.model_name != config.model_name)
 
     return max(candidates, key=score, default=None)
+
+
+def default_model(paths: list[Path]) -> Path:
+    """The model a page opens on: the Home page's teaching DVAE (:func:`ui.cache.teaching_model`), else the first."""
+    teaching = cache.teaching_model()
+    return teaching if teaching in paths else paths[0]
 
 
 def choose_models(paths: list[Path], container=st, max_others: int = 3) -> list[Path]:
@@ -243,8 +285,9 @@ def choose_models(paths: list[Path], container=st, max_others: int = 3) -> list[
     with a shipped model's name never collides with it.
     """
     ids = [cache.checkpoint_id(p) for p in paths]
-    model_id = params.get("model", ids[0], choices=ids)
-    primary = container.selectbox("Model", paths, index=ids.index(model_id), format_func=label, key="model_main")
+    model_id = params.get("model", cache.checkpoint_id(default_model(paths)), choices=ids)
+    primary = container.selectbox("Model", paths, index=ids.index(model_id), format_func=label, key="model_main",
+                                  on_change=forget_noise)
     primary_id = ids[paths.index(primary)]
     partners = compatible(primary, paths)
     partner = default_partner(primary, partners)

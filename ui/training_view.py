@@ -4,8 +4,10 @@
   cookie, never the URL), which owns its training jobs and checkpoint files.
 * Labels: :func:`progress_text`, :func:`metric_rows` (every number says what it is, in
   nats per example), :func:`config_rows`.
-* Plotly figures: :func:`history_figure` (live training curves), :func:`sparkline`,
-  :func:`bound_vs_m_figure` (the paper's Figure 1), :func:`dvae_diagram` (the Home picture).
+* Plotly figures (interactive, imported only when drawn): :func:`history_figure` (live training
+  curves), :func:`sparkline`, :func:`bound_vs_m_figure` (the paper's Figure 1).
+* :func:`dvae_diagram` (the Home picture): inline SVG (:mod:`ui.svgplot`), so the first page a
+  visitor sees needs neither plotly's Python import nor its JavaScript bundle.
 
 Colours are the Okabe–Ito palette (colour-blind safe). No arithmetic on model outputs
 happens here: figures only draw numbers the engine computed.
@@ -13,22 +15,23 @@ happens here: figures only draw numbers the engine computed.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from dvae_engine.cli import format_eta
 from dvae_engine.evaluation import headline_nll
 from dvae_engine.jobs import JobSnapshot
 from dvae_engine.training import TrainConfig
-from ui.figures import PALETTE, html_download
+from ui.figures import PALETTE, html_download, image_bytes
+from ui.svgplot import esc, figure_html, png_data_uri
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 OKABE_ITO = PALETTE  # the colour-blind-safe palette of ui/figures.py
 NATS = "nats per example"
@@ -147,7 +150,7 @@ METRIC_ORDER = ("nll_exact", "nll_mix", "nll_is", "neg_elbo")
 
 
 def metric_rows(metrics: dict) -> list[dict]:
-    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for ``st.dataframe``.
+    """Rows ``{"what", "value (nats per example)", "± std. error", "examples"}`` for :func:`markdown_table`.
 
     The number models are compared by comes first (exact, else the mixture estimate), then the plain estimate.
     """
@@ -168,6 +171,22 @@ def metric_rows(metrics: dict) -> list[dict]:
             else metrics.get("num_examples"),
         })
     return rows
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Rows of the same keys as a Markdown table (``st.markdown``): small tables need neither pandas nor a data grid,
+    whose first use costs a page's first visit about a second."""
+    if not rows:
+        return ""
+
+    def cell(value) -> str:
+        text = "" if value is None else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def headline(metrics: dict, likelihood: str = "bernoulli") -> str:
@@ -225,6 +244,8 @@ def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
 
 def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.Figure:
     """Training objective and clean validation bounds per epoch (higher is better)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     epochs = history.get("epoch", [])
     series = [
@@ -247,6 +268,8 @@ def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.
 
 def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> go.Figure:
     """A tiny line of one history series (default: clean validation ELBO per epoch)."""
+    import plotly.graph_objects as go
+
     values = history.get(key) or []
     fig = go.Figure(go.Scatter(
         x=history.get("epoch", []), y=values, mode="lines", line=dict(color=OKABE_ITO[0], width=2),
@@ -275,6 +298,9 @@ def bound_vs_m_figure(curves: Sequence[Curve], height: int = 480) -> go.Figure:
     Left: the training objective each run maximises (on corrupted inputs); right: the
     clean validation ELBO, the same yardstick for every run.
     """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
         "training objective (bound on log p(x), corrupted x̃)", "clean validation ELBO (k = 1)"))
     ms = sorted({c.num_corruptions for c in curves})
@@ -298,74 +324,85 @@ def bound_vs_m_figure(curves: Sequence[Curve], height: int = 480) -> go.Figure:
     return fig
 
 
-def _png_uri(image: np.ndarray, border: str | None, scale: int) -> str:
-    """An (H, W) array in [0, 1] as a data URI: black ink on white, upscaled, optionally framed."""
-    from PIL import Image, ImageOps
-
-    pixels = (255 * (1.0 - np.clip(image, 0.0, 1.0))).astype(np.uint8)
-    img = Image.fromarray(pixels, mode="L").resize((image.shape[1] * scale, image.shape[0] * scale),
-                                                   Image.NEAREST).convert("RGB")
-    if border:
-        img = ImageOps.expand(img, border=max(2, scale // 2), fill=border)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def dvae_diagram(x_clean: np.ndarray, x_noisy: Sequence[np.ndarray], x_out: np.ndarray | None,
-                 noise_label: str, height: int = 330) -> go.Figure:
+                 noise_label: str, height: int = 330) -> str:
     """The DVAE in one picture: x → M corrupted copies x̃ → encoder → mixture q̃(z|x) → decoder → x.
 
-    ``x_clean``, each ``x_noisy[m]`` and ``x_out`` (decoder means, or ``None``) are (H, W) images.
-    The posterior panel is a schematic: one Gaussian q(z|x̃⁽ᵐ⁾) per corrupted copy, in its colour.
+    ``x_clean``, each ``x_noisy[m]`` and ``x_out`` (decoder means, or ``None``) are (H, W) images,
+    drawn black ink on white. The posterior panel is a schematic: one Gaussian q(z|x̃⁽ᵐ⁾) per
+    corrupted copy, in its colour. ``height`` is the drawing's height in px at full width.
     """
-    fig = go.Figure()
-    scale = max(1, 112 // max(x_clean.shape))
+    unit = height / 4.1  # px per diagram unit; the diagram spans 12.4 × 4.1 units
+    width, total_h = 12.4 * unit, 4.1 * unit
+
+    def px(x):
+        return x * unit
+
+    def py(y):
+        return (3.8 - y) * unit  # y up, as drawn before, from 3.8 at the top to −0.3 at the bottom
+
     colours = OKABE_ITO[: len(x_noisy)]
+    out = []
 
     def image(img, x, y, size, border=None):
-        fig.add_layout_image(source=_png_uri(img, border, scale), x=x, y=y, sizex=size, sizey=size,
-                             xref="x", yref="y", xanchor="center", yanchor="middle", layer="above")
+        ink = png_data_uri(image_bytes(1.0 - np.clip(img, 0.0, 1.0)))
+        side = size * unit
+        x0, y0 = px(x) - side / 2, py(y) - side / 2
+        if border:
+            out.append(f'<rect x="{x0 - 3:.1f}" y="{y0 - 3:.1f}" width="{side + 6:.1f}" height="{side + 6:.1f}" '
+                       f'fill="{border}"/>')
+        out.append(f'<image href="{ink}" x="{x0:.1f}" y="{y0:.1f}" width="{side:.1f}" height="{side:.1f}" '
+                   f'preserveAspectRatio="none" style="image-rendering:pixelated"/>')
 
     def arrow(x0, x1, y=2.0):
-        fig.add_annotation(x=x1, y=y, ax=x0, ay=y, xref="x", yref="y", axref="x", ayref="y", text="",
-                           showarrow=True, arrowhead=3, arrowsize=1.4, arrowwidth=2, arrowcolor="#555")
+        out.append(f'<path d="M{px(x0):.1f},{py(y):.1f} H{px(x1) - 9:.1f}" stroke="#555" stroke-width="2.5"/>'
+                   f'<path d="M{px(x1):.1f},{py(y):.1f} l-13,-7 v14 z" fill="#555"/>')
 
-    def label(x, y, text, size=15):
-        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(size=size))
+    def label(x, y, lines, size=19):
+        # a line is text, or (text, subscript, text): E with p(x̃|x) set below the line
+        def line_svg(line):
+            if isinstance(line, str):
+                return esc(line)
+            before, sub, after = line
+            return (f'{esc(before)}<tspan baseline-shift="sub" font-size="75%">{esc(sub)}</tspan>'
+                    f'<tspan baseline-shift="0">{esc(after)}</tspan>')
 
-    def box(x0, x1, text):
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=1.45, y1=2.55, line=dict(color="#555", width=2),
-                      fillcolor="#f2f2f2", layer="below")
-        label((x0 + x1) / 2, 2.0, text)
+        tspans = "".join(f'<tspan x="{px(x):.1f}" dy="{0 if i == 0 else 1.2:.1f}em">{line_svg(line)}</tspan>'
+                         for i, line in enumerate(lines))
+        shift = -(len(lines) - 1) * 0.6
+        out.append(f'<text x="{px(x):.1f}" y="{py(y):.1f}" text-anchor="middle" font-size="{size}" '
+                   f'dominant-baseline="middle"><tspan dy="{shift:.1f}em"></tspan>{tspans}</text>')
+
+    def box(x0, x1, lines):
+        out.append(f'<rect x="{px(x0):.1f}" y="{py(2.55):.1f}" width="{px(x1) - px(x0):.1f}" '
+                   f'height="{py(1.45) - py(2.55):.1f}" fill="#f2f2f2" stroke="#555" stroke-width="2" rx="4"/>')
+        label((x0 + x1) / 2, 2.0, lines, 21)
 
     image(x_clean, 0.9, 2.0, 1.4, border="#bbbbbb")
-    label(0.9, 0.95, "clean x")
+    label(0.9, 0.95, ["clean x"])
     arrow(1.7, 2.45)
-    label(2.05, 2.35, "p(x̃|x)", 13)
+    label(2.05, 2.4, ["p(x̃|x)"], 19)
     for m, (img, colour) in enumerate(zip(x_noisy, colours)):
         image(img, 3.1, 3.1 - 1.05 * m, 0.9, border=colour)
-    label(3.1, 0.05, f"M = {len(x_noisy)} corrupted x̃<br>({noise_label})", 13)
+    label(3.1, -0.05, [f"M = {len(x_noisy)} corrupted x̃", f"({noise_label})"], 18)
     arrow(3.75, 4.25)
-    box(4.25, 5.85, "encoder<br>q(z|x̃)")
+    box(4.25, 5.85, ["encoder", "q(z|x̃)"])
     arrow(5.85, 6.35)
-    # schematic mixture: one ellipse per corrupted copy, overlapping
-    for m, colour in enumerate(colours):
+    for m, colour in enumerate(colours):  # schematic mixture: one ellipse per corrupted copy, overlapping
         cx, cy = 7.2 + 0.25 * (m - 1), 2.0 + 0.22 * ((m % 2) * 2 - 1) * (m > 0)
-        fig.add_shape(type="circle", x0=cx - 0.55, x1=cx + 0.55, y0=cy - 0.42, y1=cy + 0.42,
-                      line=dict(color=colour, width=3), fillcolor=colour, opacity=0.25)
-    label(7.2, 0.95, "mixture posterior<br>q̃(z|x) = E<sub>p(x̃|x)</sub>[q(z|x̃)]", 13)
+        out.append(f'<ellipse cx="{px(cx):.1f}" cy="{py(cy):.1f}" rx="{0.55 * unit:.1f}" ry="{0.42 * unit:.1f}" '
+                   f'fill="{colour}" fill-opacity="0.25" stroke="{colour}" stroke-width="3"/>')
+    label(7.2, 0.9, ["mixture posterior", ("q̃(z|x) = E", "p(x̃|x)", "[q(z|x̃)]")], 18)
     arrow(8.05, 8.55)
-    box(8.55, 10.15, "decoder<br>p(x|z)")
+    box(8.55, 10.15, ["decoder", "p(x|z)"])
     arrow(10.15, 10.65)
     image(x_out if x_out is not None else x_clean, 11.45, 2.0, 1.4, border="#bbbbbb")
-    label(11.45, 0.95, "scores the clean x<br>log p(x|z)" if x_out is None else "decoder mean<br>(scored on clean x)",
-          13)
-    fig.update_xaxes(visible=False, range=[0, 12.4], fixedrange=True)
-    fig.update_yaxes(visible=False, range=[-0.3, 3.8], fixedrange=True)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), template="plotly_white", showlegend=False,
-                      dragmode=False)
-    return fig
+    label(11.45, 0.9, ["scores the clean x", "log p(x|z)"] if x_out is None else
+          ["decoder mean", "(scored on clean x)"], 18)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {total_h:.0f}" width="100%" '
+           f'style="max-width:{width:.0f}px;height:auto;display:block;font-family:inherit" fill="#2a3f5f" '
+           f'role="img" aria-label="One DVAE training step">{"".join(out)}</svg>')
+    return figure_html(svg, name="dvae-diagram")
 
 
 # --- widget state that survives page switches and refreshes -------------------------------------
@@ -469,7 +506,7 @@ def render_job(job: JobSnapshot, registry, curves: bool = True) -> None:
                       help="Continues from the exact batch where it stopped, with its optimizer and random "
                            "state: the same run as one never stopped. Saved as a new file.")
         if job.metrics:
-            st.dataframe(metric_rows(job.metrics), hide_index=True, key=f"metrics-{job.id}")
+            st.markdown(markdown_table(metric_rows(job.metrics)))
         if path is not None:
             if not path.exists():
                 st.caption(f"`{path.name}` has since been renamed or deleted (see the Checkpoints page).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from page_helpers import as_browser
+from page_helpers import as_browser, markdown_tables
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -52,7 +52,7 @@ def test_lists_shipped_and_own_runs_with_labelled_metrics(user, tiny_checkpoints
         assert f"**{stem}** · shipped" in listed
     assert "**mine** · yours" in listed
     assert at.header[0].value == "4 checkpoint(s)"
-    what = [w for table in at.dataframe for w in table.value["what"]]
+    what = [row["what"] for table in markdown_tables(at) for row in table if "what" in row]
     assert "−ELBO on clean test data (k = 1, exact KL)" in what
     # the number models are compared by comes first, the plain estimate is a labelled second row
     assert any(w.startswith("−log p(x), importance-sampled (k = 100), defensive mixture") for w in what)

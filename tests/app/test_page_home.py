@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_helpers import figures, markdown_tables
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -38,7 +39,7 @@ def test_home_is_the_default_page_and_renders(home):
 def test_home_draws_the_picture_with_a_shipped_dvae_model(home):
     caption = " ".join(c.value for c in home.caption)
     assert "digits test image" in caption and "digits-dvae-2d" in caption  # decoder mean of the fixture's DVAE
-    assert home.get("plotly_chart")
+    assert "One DVAE training step" in figures(home)[0]  # the picture, drawn as SVG
 
 
 def test_home_lists_every_shipped_model_with_links_carrying_its_name(home, tiny_checkpoints):
@@ -56,9 +57,9 @@ def test_home_lists_every_shipped_model_with_links_carrying_its_name(home, tiny_
 def test_home_reports_device_and_offline_datasets(home):
     texts = " ".join(e.value for e in [*home.info, *home.success])
     assert "CPU" in texts or "GPU" in texts
-    table = home.dataframe[0].value
-    assert list(table["dataset"]) == ["mnist", "binarized-mnist", "frey", "fashion-mnist", "digits"]
-    on_disk = table.set_index("dataset")["on disk"]
+    table = next(t for t in markdown_tables(home) if "on disk" in t[0])
+    assert [row["dataset"] for row in table] == ["mnist", "binarized-mnist", "frey", "fashion-mnist", "digits"]
+    on_disk = {row["dataset"]: row["on disk"] for row in table}
     assert on_disk["digits"] == "yes" and on_disk["mnist"] == "no"
     # a missing dataset says which file is missing and how to get it
     assert any("frey_rawface.mat" in c.value and "DVAE_DATA_DIR" in c.value for c in home.caption)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_helpers import figures
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -41,7 +42,7 @@ def test_page_renders_the_exact_lab(page):
     values = metric_values(page)
     assert "log p(x) (exact)" in values
     assert any(label.startswith("L_dvae, independent reading") for label in values)
-    assert len(page.get("plotly_chart")) >= 3  # sweep, gaps, densities
+    assert len(figures(page)) >= 3  # sweep, gaps, densities
     # the default view shows the independent reading above log p(x)
     independent = next(m for m in page.metric if m.label.startswith("L_dvae, independent"))
     assert independent.delta.startswith("+")

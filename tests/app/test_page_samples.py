@@ -7,7 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from page_helpers import charts, mnist_checkpoint, open_app_page, values
+from page_helpers import (
+    col_labels,
+    figure,
+    figure_title,
+    figures,
+    grid_images,
+    grid_row,
+    mnist_checkpoint,
+    open_app_page,
+    row_labels,
+)
 from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/samples.py"
@@ -17,8 +27,14 @@ def open_page(monkeypatch, shipped: Path, user: Path, query: dict | None = None,
     return open_app_page(PAGE, monkeypatch, shipped, user, query, data_dir)
 
 
-def chart(at: AppTest, title_start: str) -> dict:
-    return next(f for f in charts(at) if (f["layout"].get("title") or {}).get("text", "").startswith(title_start))
+def chart(at: AppTest, title_start: str) -> str:
+    return figure(at, title_start)
+
+
+def pixels(html: str) -> np.ndarray:
+    """Every image of a grid, in reading order, stacked: ``(n, H, W)``."""
+    images = grid_images(html)
+    return np.stack([images[key] for key in sorted(images)])
 
 
 @pytest.fixture
@@ -32,19 +48,19 @@ def page(monkeypatch, tiny_checkpoints, tmp_path):
 def test_prior_samples_latent_plane_and_interpolation_render(page):
     at = page({"model": "digits-dvae-2d", "others": "digits-diwae-4d"})
     assert not at.exception and not at.error
-    titles = [(f["layout"].get("title") or {}).get("text", "") for f in charts(at)]
+    titles = [figure_title(f) for f in figures(at)]
     assert "digits-dvae-2d (DVAE)" in titles and "digits-diwae-4d (DIWAE)" in titles
     assert "digits-dvae-2d: the latent plane" in titles  # only the 2-D model has one
     assert not any(t.startswith("digits-diwae-4d: the latent plane") for t in titles)
     interpolation = chart(at, "decode(")
-    assert interpolation["layout"]["yaxis"]["ticktext"] == ["digits-dvae-2d (DVAE)", "digits-diwae-4d (DIWAE)"]
+    assert row_labels(interpolation) == ["digits-dvae-2d (DVAE)", "digits-diwae-4d (DIWAE)"]
 
 
 def test_the_seed_redraws_the_prior_samples(page):
     at = page({"model": "digits-dvae-2d", "others": ""})
-    before = values(chart(at, "digits-dvae-2d (DVAE)")["data"][0]["z"])
+    before = pixels(chart(at, "digits-dvae-2d (DVAE)"))
     at.number_input(key="seed").set_value(7).run()
-    after = values(chart(at, "digits-dvae-2d (DVAE)")["data"][0]["z"])
+    after = pixels(chart(at, "digits-dvae-2d (DVAE)"))
     assert not np.array_equal(before, after, equal_nan=True)
     assert at.query_params["seed"] in ("7", ["7"])
 
@@ -54,10 +70,9 @@ def test_interpolation_ends_decode_the_encoder_means_of_the_chosen_images(page, 
     from dvae_engine.data import random_rows
 
     at = page({"model": "digits-dvae-2d", "others": "", "a": "3", "b": "5", "steps": "4"})
-    figure = chart(at, "decode(")
-    assert figure["layout"]["xaxis"]["ticktext"] == ["x_a", "t=0.00", "t=0.33", "t=0.67", "t=1.00", "x_b"]
-    tile = values(figure["data"][0]["z"])[:8] / 255  # bytes; (8, 6 images with 1-pixel gaps)
-    images = [tile[:, c * 9:c * 9 + 8] for c in range(6)]
+    interpolation = chart(at, "decode(")
+    assert col_labels(interpolation) == ["x_a", "t=0.00", "t=0.33", "t=0.67", "t=1.00", "x_b"]
+    images = grid_row(interpolation, 0) / 255  # bytes; the first model's row: x_a, 4 steps, x_b
     model = load_checkpoint(tiny_checkpoints / "digits-dvae-2d.pt").model
     x = random_rows(digits.test, 2000)[[3, 5]]
     with torch.no_grad():
@@ -71,12 +86,12 @@ def test_steps_slider_and_spherical_path_change_the_interpolation(page):
     at = page({"model": "digits-dvae-2d", "others": "", "a": "0", "b": "9"})
     linear = chart(at, "decode((1 − t)")
     at.slider(key="steps").set_value(5).run()
-    assert len(chart(at, "decode((1 − t)")["layout"]["xaxis"]["ticktext"]) == 5 + 2
+    assert len(col_labels(chart(at, "decode((1 − t)"))) == 5 + 2
     at.slider(key="steps").set_value(8).run()
     at.toggle(key="slerp").set_value(True).run()
     assert not at.exception
     spherical = chart(at, "decode(slerp")
-    assert not np.array_equal(values(linear["data"][0]["z"]), values(spherical["data"][0]["z"]), equal_nan=True)
+    assert not np.array_equal(pixels(linear), pixels(spherical))
 
 
 def test_no_checkpoints_points_to_the_train_page(monkeypatch, tmp_path):
