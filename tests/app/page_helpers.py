@@ -125,6 +125,20 @@ def axis_titles(html: str) -> list[str]:
             for t in re.findall(rf'<text class="{axis}-title"[^>]*>([^<]*)</text>', html)]
 
 
+def charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page (pages that keep plotly: Experiments, Train, Bound vs M), as dicts."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(field) -> np.ndarray:
+    """A plotly array: a list, or plotly's typed-array form {"dtype", "bdata", "shape"} (base64)."""
+    if isinstance(field, dict) and "bdata" in field:
+        array = np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"])
+        shape = field.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    return np.asarray(field, dtype=float)
+
+
 def mnist_checkpoint(folder: Path) -> Path:
     """A 1-epoch model whose config says dataset='mnist', trained on random 28×28 binary rows (no files needed)."""
     from dvae_engine.checkpoint import save_checkpoint
