@@ -113,7 +113,9 @@ if launch and configs:
         launched = 0
         try:
             for (_, m), config in configs.items():
-                registry.submit(config, owner=owner, dataset=data, queue=True,
+                # quick evaluation: this page compares bounds over epochs; a run's full test evaluation
+                # (standard, minutes on a CPU) is one click away on the Train page
+                registry.submit(config, owner=owner, dataset=data, queue=True, evaluation="quick",
                                 name=f"{PREFIX}{batch}-{config.objective}-m{m}")
                 launched += 1
         except JobLimitError as err:

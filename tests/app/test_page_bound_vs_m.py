@@ -12,7 +12,7 @@ from page_helpers import as_browser
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 180  # a safety net for tiny runs on a busy machine, not an assertion
+TIMEOUT = 600  # a safety net for tiny runs on a busy machine, not an assertion
 
 
 @pytest.fixture
