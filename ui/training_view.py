@@ -554,7 +554,7 @@ def denoising_verdicts(comparisons: dict) -> list[str]:
         elif diff - half > 0:
             verdict = "**denoising hurts**"
         else:
-            verdict = "**no difference we can detect**"
+            verdict = "**no difference detectable over seeds**"
         interval = f"{diff:+.2f} nats" + ("" if half != half else f" ± {half:.2f}")
         lines.append(f"- {name}: {verdict} — −log p(x) of the denoising model minus the plain one {interval} "
                      f"over {r['seeds']} seed(s); paired over {r['images']} test images, p = {r['paired_p']:.2g}, "
