@@ -4,7 +4,7 @@
     python bench/browser_latency.py --moves 5 --views posterior-50d,bound
     python bench/browser_latency.py --list               # the views and their controls
 
-Run it on a quiet machine (``/work/quiet.sh python bench/browser_latency.py`` pauses background training).
+Run it on an otherwise idle machine: other jobs (training, test suites) change the numbers.
 It starts its own ``streamlit run app.py`` on a free loopback port (the shipped checkpoints, datasets from
 ``$DVAE_DATA_DIR`` or ``--data-dir``) and measures, with the server and Chromium on the same machine:
 

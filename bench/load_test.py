@@ -2,7 +2,7 @@
 
     python bench/load_test.py                           # 24 sessions, 12 slider moves each
     python bench/load_test.py --sessions 30 --moves 20
-    /work/quiet.sh python bench/load_test.py            # on the shared machine: nobody else's jobs meanwhile
+    (run it on an otherwise idle machine: other jobs change the numbers)
 
 What it does:
 

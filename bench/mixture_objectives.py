@@ -1,6 +1,6 @@
 """Cost per training step of the mixture objectives against DVAE / DIWAE at the same M and K.
 
-    /work/quiet.sh python bench/mixture_objectives.py --threads 1
+    python bench/mixture_objectives.py --threads 1
 
 One 784-200-200-50 model, batch 100 of random binary rows (no dataset needed), salt-and-pepper 10 %,
 M = 5 and K = 1 by default: the engine's training step (draws, objective, backward, Adam) for dvae,
