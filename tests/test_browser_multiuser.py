@@ -51,6 +51,11 @@ def stop_buttons(page) -> int:
     return page.get_by_role("button", name=re.compile(r"^(stop_circle)?\s*Stop$")).count()
 
 
+def wait_for_stop_button(page) -> None:
+    """The run's card (drawn in a fragment after the page's script) shows its Stop button."""
+    page.get_by_role("button", name=re.compile(r"^(stop_circle)?\s*Stop$")).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+
+
 def owner_cookie(context, page=None) -> str | None:
     """The owner cookie of a browser; with ``page``, waits (up to a minute) for the app to set it."""
     for _ in range(120 if page is not None else 1):
@@ -87,6 +92,7 @@ def test_three_browsers_share_views_never_control(chromium, tiny_checkpoints, tm
             assert token not in posterior_link and "owner" not in posterior_link
             assert "of your runs is in progress" in alice2.locator('[data-testid="stSidebar"]').inner_text()
             goto(alice2, f"{url}/train")
+            wait_for_stop_button(alice2)
             assert stop_buttons(alice2) == 1
 
             # --- Alice uploads a valid checkpoint named like a shipped model --------------------------------

@@ -203,11 +203,12 @@ def test_evaluation_shows_counts_and_time_left(env):
 def test_stop_ends_a_run_and_an_untrained_one_is_kept_as_a_diagnostic(env):
     at = open_train()
     set_tiny_run(at, epochs=1000, batch_size=1)
+    at.number_input(key="train_max_examples").set_value(0).run()  # all 1197 digits: a long first epoch
     at.button(key="train_start").click().run()
-    run_until(at, lambda a: any("batch" in p.proto.text for p in a.get("progress")), "the first batches")
+    # stop at once: on a fast machine even 1197 one-example batches take only seconds
     stop = next(b for b in at.button if b.key.startswith("stop-"))
     stop.click().run()
-    run_until(at, lambda a: "Stopped in epoch" in texts(a.info), "the run to stop")
+    run_until(at, lambda a: "Stopped in epoch 1" in texts(a.info), "the run to stop")
     assert not list(env.glob("*.pt"))  # nothing learned: not offered as a model
     saved = list((env / "diagnostics").glob("*.pt"))
     assert len(saved) == 1 and f"kept as a **diagnostic** file `{saved[0].name}`" in texts(at.info)
@@ -275,7 +276,8 @@ def test_the_server_refuses_to_stop_someone_elses_run(env, monkeypatch):
 
 def test_a_stopped_run_resumes_from_its_card_and_finishes(env):
     at = open_train()
-    set_tiny_run(at, epochs=2, batch_size=1)  # 200 one-example batches per epoch
+    set_tiny_run(at, epochs=2, batch_size=1)
+    at.number_input(key="train_max_examples").set_value(0).run()  # 1197 one-example batches per epoch
     at.button(key="train_start").click().run()
     run_until(at, lambda a: any("batch" in p.proto.text for p in a.get("progress")), "the first batches")
     next(b for b in at.button if b.key.startswith("stop-")).click().run()
