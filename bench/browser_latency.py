@@ -30,18 +30,19 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.app_server import streamlit_app, wait_for_health  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -182,12 +183,6 @@ VIEWS = [
 
 # --- the server -------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -203,39 +198,6 @@ def wait_until_idle(pid: int, window: float = 1.0, threshold: float = 0.05, time
         if (cpu_seconds(pid) - before) / window < threshold:
             break
     return time.monotonic() - started
-
-
-@contextlib.contextmanager
-def server(env: dict, log_path: Path):
-    """``streamlit run app.py`` headless on a free loopback port: yields (url, process, launch time)."""
-    port = free_port()
-    with log_path.open("w+") as log:
-        launched = time.monotonic()  # cold start counts from here
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield f"http://127.0.0.1:{port}", proc, launched
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_for_health(url: str, proc, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            if r.read() == b"ok":
-                return
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited during start-up")
-        time.sleep(0.05)
-    raise RuntimeError("streamlit did not answer its health check")
 
 
 # --- the browser ------------------------------------------------------------------------------------
@@ -505,7 +467,7 @@ def main(argv=None) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
-                with server(env, Path(tmp) / "streamlit.log") as (url, proc, launched):
+                with streamlit_app(env, Path(tmp) / "streamlit.log") as (url, proc, launched):
                     try:
                         if not args.no_cold:
                             result["cold_start"] = measure_cold_start(browser, url, proc, launched, args.quiet_ms)

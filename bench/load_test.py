@@ -39,18 +39,19 @@ import os
 import platform
 import random
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.app_server import streamlit_app, wait_for_health  # noqa: E402
+
 COOKIE = "dvae_explorer_owner"
 
 # (label, URL path, query, slider keys a student moves) — the classroom pages with the shipped models
@@ -100,43 +101,17 @@ def percentile(values: list[float], q: float) -> float:
 
 # --- the server --------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def app_server(user_dir: Path, log_path: Path, job_nice: int | None = None, options: tuple[str, ...] = ()):
-    port = free_port()
     env = {**os.environ, "DVAE_USER_CHECKPOINT_DIR": str(user_dir), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     if job_nice is not None:
         env["DVAE_JOB_NICE"] = str(job_nice)
-    with log_path.open("w+") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             *[part for option in options for part in (f"--{option.split('=', 1)[0]}", option.split("=", 1)[1])]],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+    with streamlit_app(env, log_path, options) as (base, proc, _):
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"streamlit did not start:\n{log.read()[-3000:]}")
-                time.sleep(0.5)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_for_health(base, proc, timeout=180, poll=0.5)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}:\n{log_path.read_text()[-3000:]}") from None
+        yield base
 
 
 # --- one browser session, speaking Streamlit's websocket protocol ------------------------------------------

@@ -9,25 +9,14 @@ with a cookie-less copy of a Train link. Alice's second tab is the same browser 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, SCRIPT_DONE, streamlit_server
+from test_browser import PAGE_TIMEOUT_MS, SCRIPT_DONE, streamlit_server
+from test_browser import browser as browser  # noqa: F401 -- the shared Chromium fixture
 
 pytestmark = pytest.mark.browser
 
 COOKIE = "dvae_explorer_owner"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium package (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def settle(page, pause_ms: int = 400) -> None:
@@ -66,10 +55,10 @@ def owner_cookie(context, page=None) -> str | None:
     return None
 
 
-def test_three_browsers_share_views_never_control(chromium, tiny_checkpoints, tmp_path):
+def test_three_browsers_share_views_never_control(browser, tiny_checkpoints, tmp_path):
     upload = (tiny_checkpoints / "digits-dvae-2d.pt").read_bytes()
     with streamlit_server(tiny_checkpoints, tmp_path / "user", tmp_path / "streamlit.log") as url:
-        alice_ctx, bob_ctx, carol_ctx = (chromium.new_context(viewport={"width": 1400, "height": 1000})
+        alice_ctx, bob_ctx, carol_ctx = (browser.new_context(viewport={"width": 1400, "height": 1000})
                                          for _ in range(3))
         try:
             # --- Alice starts a long run (settings from a link) -------------------------------------
