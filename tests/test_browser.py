@@ -152,6 +152,8 @@ def test_the_experiments_page_draws_the_recorded_grid_in_chromium(server, browse
     page = open_page(browser, f"{server}/experiments")
     try:
         page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=PAGE_TIMEOUT_MS)  # the grid's heat map
+        # the progress line is drawn by the page's fragment, which can finish after the heat map appears
+        page.wait_for_selector("text=48 of 48 runs evaluated", timeout=PAGE_TIMEOUT_MS)
         body = page.inner_text("body")
         assert "table1-mnist-smoke" in body and "48 of 48 runs evaluated" in body
         assert "Finished: every run trained and evaluated." in body
