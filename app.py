@@ -42,4 +42,4 @@ try:
         st.sidebar.page_link("pages/train.py", label="Your runs", icon=":material/model_training:")
     page.run()
 finally:
-    boot.freeze_long_lived_objects()  # once per server process: later collections skip torch's object graph
+    boot.freeze_long_lived_objects()  # after runs that imported modules: later collections skip them

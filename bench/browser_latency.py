@@ -248,13 +248,30 @@ def css_escape(key: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in key.strip())
 
 
+def slider_direction(thumb, preferred: str) -> str:
+    """``preferred``, or the opposite arrow where the slider already sits at that end (a press there changes
+    nothing and would time an empty move)."""
+    value, low, high = (thumb.get_attribute(name) for name in ("aria-valuenow", "aria-valuemin", "aria-valuemax"))
+    if value is None or low is None or high is None:
+        value, low, high = (thumb.get_attribute(name) for name in ("value", "min", "max"))
+    if value is None or low is None or high is None:
+        return preferred
+    value, low, high = float(value), float(low), float(high)
+    if preferred == "ArrowRight" and value >= high:
+        return "ArrowLeft"
+    if preferred == "ArrowLeft" and value <= low:
+        return "ArrowRight"
+    return preferred
+
+
 def move(page, control: Control, quiet_ms: int) -> dict:
     """One key press on ``control``; the times (ms since keydown) and websocket bytes it caused."""
     target = locate(page, control)
     if control.kind == "slider":
         target.focus()
+        direction = slider_direction(target, control.direction)
         page.evaluate("window.__bench.reset(); window.__bench.armed = true")
-        page.keyboard.press(control.direction)
+        page.keyboard.press(direction)
     else:
         value = float(target.input_value())
         step = control.step

@@ -104,6 +104,11 @@ def exact_lab() -> None:
     sweep, diwae_sweep = cache.boundlab_sweep(model_args, int(x_code), noise, SWEEP_LEVELS,
                                               int(num_corruptions), int(num_samples))
 
+    # every figure is drawn before anything is put on the page, so that the outputs reach the browser in one burst
+    # (one React render there, instead of one per figure while the next is being drawn here)
+    sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
+    gaps_chart = figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples))
+    densities_chart = figs.densities_figure(densities)
     with outputs:
         st.markdown(f"At ν = {level:g} ({boundlab.LAB_NOISE_INFO[noise]}), for x = `{format(x_code, f'0{width}b')}` "
                     "— values in nats per example; the small number is the objective minus log p(x) "
@@ -127,14 +132,13 @@ def exact_lab() -> None:
         if abs(exact["grid_mass"] - 1) > 1e-6:
             st.warning(f"The latent grid holds only {exact['grid_mass']:.6f} of q̃'s mass: the encoder's means lie "
                        "too far out for the grid on [−8, 8], so these numbers are not exact.")
-        sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
         figures.show(sweep_chart)
         figures.html_download(  # plotly, built only when clicked
             lambda: figures.plotly().bound_sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions),
                                                         int(num_samples), noise),
             "objectives-vs-noise", "bl_sweep_chart")
-        figures.show(figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples)))
-        figures.show(figs.densities_figure(densities))
+        figures.show(gaps_chart)
+        figures.show(densities_chart)
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
                    f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
 

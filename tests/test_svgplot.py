@@ -122,3 +122,58 @@ def test_the_plotly_download_carries_the_svg_figures_labels():
     svg_legend = {unescape(t) for legend in re.findall(r'<div class="legend"[^>]*>(.*?)</div>', svg)
                   for t in re.findall(r"<span>([^<]*)</span>", legend)}
     assert {t.name for t in fig.data if t.showlegend is not False} == svg_legend
+
+
+def _path_points(d: str) -> list[list[tuple[float, float]]]:
+    """The sub-paths of an SVG path written by Chart._path, as lists of (x, y)."""
+    return [[tuple(float(v) for v in p.split(",")) for p in run.split(" L")] for run in d[1:].split(" M")] if d else []
+
+
+def _on_polyline(point, polyline) -> bool:
+    """Whether ``point`` lies on the polyline (to the path's 0.1 px precision)."""
+    px, py = point
+    if len(polyline) == 1:  # a lone finite point between missing values: "Mx,y"
+        return polyline[0] == point
+    for (x0, y0), (x1, y1) in zip(polyline, polyline[1:]):
+        if min(x0, x1) - 1e-9 <= px <= max(x0, x1) + 1e-9 and min(y0, y1) - 1e-9 <= py <= max(y0, y1) + 1e-9:
+            cross = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+            if abs(cross) < 1e-6:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_line_path_leaves_out_only_points_on_the_drawn_line(seed):
+    rng = np.random.default_rng(seed)
+    xs = np.linspace(0, 600, 2001)
+    ys = np.where(rng.random(2001) < 0.7, 300.0, 300 - 200 * rng.random(2001))  # flat tails and spikes
+    ys[rng.random(2001) < 0.02] = np.nan  # a missing value breaks the line
+    d = svgplot.Chart._path(xs, ys)
+    runs = _path_points(d)
+    finite = np.isfinite(ys)
+    assert len(runs) == len(np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(int), [0]])))) // 2
+    drawn = [p for run in runs for p in run]
+    assert len(drawn) < finite.sum()  # the flat stretches were thinned
+    for x, y in zip(np.round(xs[finite], 1), np.round(ys[finite], 1)):  # ...and every point is still on the line
+        assert any(_on_polyline((x, y), run) for run in runs)
+    # each sub-path starts and ends on the first and last point of its finite run
+    starts = np.flatnonzero(finite & ~np.concatenate([[False], finite[:-1]]))
+    assert [run[0] for run in runs] == [(round(xs[i], 1), round(ys[i], 1)) for i in starts]
+
+
+def test_every_run_that_imports_modules_freezes_them_out_of_later_collections(monkeypatch):
+    import gc
+    import sys
+    import types
+
+    from ui import boot
+
+    monkeypatch.setattr(boot, "_modules_at_freeze", 0)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(len(sys.modules)))
+    frozen: list[int] = []
+    boot.freeze_long_lived_objects()  # the server's first run
+    boot.freeze_long_lived_objects()  # a run that imported nothing: no new freeze (and no full collection)
+    assert len(frozen) == 1
+    monkeypatch.setitem(sys.modules, "dvae_test_lazily_imported", types.ModuleType("dvae_test_lazily_imported"))
+    boot.freeze_long_lived_objects()  # a page that imported a module late
+    assert len(frozen) == 2 and frozen[1] == frozen[0] + 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import gc
 import runpy
+import sys
 import threading
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def run_through_app() -> None:
         st.stop()
 
 
-_frozen = False
+_modules_at_freeze = 0  # len(sys.modules) when the long-lived objects were last frozen
 
 
 def training_threads() -> int:
@@ -51,17 +52,21 @@ def training_threads() -> int:
 
 
 def freeze_long_lived_objects() -> None:
-    """Exempt the objects that exist now (torch, plotly, loaded models…) from every later garbage collection.
+    """Exempt the long-lived objects (modules, torch, loaded models…) from every later garbage collection.
 
     Python's full collection walks every tracked object; after ``import torch`` there are
-    ~300 000, so each one costs ~0.2 s on a small CPU and stalls whichever script run it
-    falls into. Called once, at the end of the server's first script run: later collections
-    only look at what was created since (``gc.freeze``). Garbage made before that point is
-    collected first.
+    ~300 000, and Streamlit runs a full collection after every script run (``runner.postScriptGC``),
+    so each one would cost ~0.2 s on a small CPU and stall every slider move. Called at the end of
+    every script run: when the run imported modules (the server's first run; the first visit of a
+    page that imports scipy.stats, plotly, …) the garbage is collected once and everything alive is
+    frozen (``gc.freeze``), so later collections only look at what was created since. Freezing only
+    on the first run was not enough: the ~800 modules later pages import stayed unfrozen and made every
+    later post-run collection cost 40–85 ms (measured with a ``gc.callbacks`` timer).
     """
-    global _frozen
-    if not _frozen:
-        _frozen = True
+    global _modules_at_freeze
+    if len(sys.modules) > _modules_at_freeze:
+        if _modules_at_freeze == 0:
+            atexit.register(gc.unfreeze)  # let interpreter shutdown see and free them as usual
+        _modules_at_freeze = len(sys.modules)
         gc.collect()
         gc.freeze()
-        atexit.register(gc.unfreeze)  # let interpreter shutdown see and free them as usual

@@ -190,8 +190,10 @@ def boundlab_point(model_args: tuple, x_code: int, noise: str, level: float, num
 
     model = boundlab_model(*model_args)
     workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # Monte Carlo draws, in parallel when idle
-    return (boundlab.exact_quantities(model, x_code, noise, level),
-            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples, workers=workers),
+    exact = boundlab.exact_quantities(model, x_code, noise, level)
+    return (exact,
+            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples, workers=workers,
+                                       exact=exact),
             boundlab.latent_densities(model, x_code, noise, level, max_components=12))
 
 
