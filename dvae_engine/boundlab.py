@@ -183,6 +183,24 @@ def _apply_corruption(x_bits: np.ndarray, noise: str, level: float, draws: dict[
     return np.where(replace, draws["coins"], x_bits)
 
 
+def _corrupted_codes(x_code: int, x_bits: np.ndarray, noise: str, level: float, draws: dict[str, np.ndarray],
+                     powers: np.ndarray) -> np.ndarray:
+    """The codes of :func:`_apply_corruption`'s x̃ rows, from small integer arrays (the Monte Carlo hot loop)."""
+    if noise == "bit-flip":
+        return int(x_code) ^ ((draws["uniform"] < level).view(np.uint8) @ powers)
+    if noise == "salt-pepper":
+        replace = draws["uniform"] < level
+    else:
+        replace = draws["ranks"] < _num_replaced(level, draws["ranks"].shape[1])
+    return np.where(replace, draws["coins"], x_bits).astype(np.uint8) @ powers
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """log Σ_j exp(a[i, j]) for finite ``a`` ``(n, J)``: scipy's logsumexp without its checks (a hot loop)."""
+    top = a.max(axis=1)
+    return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+
+
 def softplus(x: np.ndarray) -> np.ndarray:
     """log(1 + eˣ), stably: max(x, 0) + log1p(e^−|x|) (equal to ``np.logaddexp(0, x)``, several times faster)."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
@@ -400,22 +418,27 @@ class _Components:
             return ent[0]
         return ent[0] * mass[1] + ent[1] * mass[0]
 
-    def densities(self) -> np.ndarray:
-        """Each component on the grid: ``(C, G)`` (only for the few that are plotted)."""
+    def densities(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Components ``rows`` (default: all) on the grid: ``(C, G)`` (only for the few that are plotted)."""
+        q = self.q if rows is None else [q[rows] for q in self.q]
         if self.grid.latent_dim == 1:
-            return self.q[0]
-        return (self.q[0][:, :, None] * self.q[1][:, None, :]).reshape(len(self.q[0]), -1)
+            return q[0]
+        return (q[0][:, :, None] * q[1][:, None, :]).reshape(len(q[0]), -1)
 
 
 # --- exact quantities ------------------------------------------------------------------------------
 
 def _exact_rows(model: TinyModel, x_code: int, weights: np.ndarray, grid: LatentGrid,
-                direct_kl: bool) -> dict[str, np.ndarray]:
-    """The exact quantities for one clean x and several corruption distributions ``weights`` ``(R, 2^D)``."""
+                direct_kl: bool, parts: dict | None = None) -> dict[str, np.ndarray]:
+    """The exact quantities for one clean x and several corruption distributions ``weights`` ``(R, 2^D)``.
+
+    ``parts``, if given, receives the grid work for reuse (:func:`lab_view`): ``log_joint``, ``used``,
+    ``components`` and ``mixture``.
+    """
     x_bits = binary_inputs(model.num_pixels)[x_code]
     cell = math.exp(grid.log_cell)
     log_joint = model.log_joint(x_bits, grid.points)  # (G,)
-    log_px = log_marginal(model, x_code, grid)
+    log_px = float(logsumexp(log_joint) + grid.log_cell)  # = log_marginal(model, x_code, grid)
     entropy = model.entropies()  # (2^D,)
 
     # only components that some row gives weight, plus the clean one (for the ELBO)
@@ -451,6 +474,8 @@ def _exact_rows(model: TinyModel, x_code: int, weights: np.ndarray, grid: Latent
         "grid_mass": mixture.sum(axis=1) * cell,
         "entropy_grid_error": np.full(len(weights), np.max(np.abs(grid_entropy - entropy[used]))),
     }
+    if parts is not None:
+        parts.update(log_joint=log_joint, used=used, components=comps, mixture=mixture)
     if direct_kl:
         # E_x̃ ∫ q(z|x̃) [log q(z|x̃) − log q̃(z|x)], component by component, on the grid only:
         # a route that does not go through the identity or the analytic entropies
@@ -531,12 +556,20 @@ def latent_densities(
     grid = grid or latent_grid(model.latent_dim)
     weights = corruption_weights(model.num_pixels, x_code, noise, level)
     x_bits = binary_inputs(model.num_pixels)[x_code]
-    log_joint = model.log_joint(x_bits, grid.points)
-    posterior = np.exp(log_joint - logsumexp(log_joint) - grid.log_cell)
     used = np.flatnonzero(weights > 0)
-    mixture = _Components(grid, model.z_loc[used], model.z_log_var[used]).mix(weights[None, used])[0]
-    order = used[np.argsort(-weights[used], kind="stable")][:max_components]
-    components = weights[order, None] * _Components(grid, model.z_loc[order], model.z_log_var[order]).densities()
+    comps = _Components(grid, model.z_loc[used], model.z_log_var[used])
+    return _densities(model, grid, weights, model.log_joint(x_bits, grid.points), used, comps,
+                      comps.mix(weights[None, used])[0], max_components)
+
+
+def _densities(model: TinyModel, grid: LatentGrid, weights: np.ndarray, log_joint: np.ndarray, used: np.ndarray,
+               comps: _Components, mixture: np.ndarray, max_components: int) -> dict:
+    """:func:`latent_densities` from the grid work already done: ``comps`` holds the components ``used``,
+    ``mixture`` is q̃(z|x) on the grid for the corruption ``weights`` ``(2^D,)``."""
+    posterior = np.exp(log_joint - logsumexp(log_joint) - grid.log_cell)
+    weighed = used[weights[used] > 0]  # what this level weighs (``comps`` may hold more)
+    order = weighed[np.argsort(-weights[weighed], kind="stable")][:max_components]
+    components = weights[order, None] * comps.densities(np.searchsorted(used, order))  # ``used`` is sorted
     shape = grid.shape
     return {
         "axes": grid.axes,
@@ -549,6 +582,39 @@ def latent_densities(
         "component_locs": model.z_loc[order],
         "other_weight": float(max(0.0, 1.0 - weights[order].sum())),
     }
+
+
+def lab_view(
+    model: TinyModel,
+    x_code: int,
+    noise: str,
+    level: float,
+    levels: Sequence[float],
+    max_components: int = 12,
+    grid: LatentGrid | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    """What the exact lab shows, from one pass over the components: (:func:`exact_quantities` at ``level``,
+    :func:`noise_sweep` over ``levels``, :func:`latent_densities` at ``level``).
+
+    The per-component grid work dominates the cost, and all three need it; computed here once, a change of
+    the model costs about what one of them did alone. The grid check ``entropy_grid_error`` covers every
+    component that some level (of ``levels`` or ``level``) weighs.
+    """
+    grid = grid or latent_grid(model.latent_dim)
+    if grid.latent_dim != model.latent_dim:
+        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    levels = [float(v) for v in levels]
+    weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in [*levels, level]])
+    parts: dict = {}
+    rows = _exact_rows(model, int(x_code), weights, grid, False, parts)
+    for name in ("elbo", "cvae", "dvae_joint", "dvae_independent"):
+        rows[f"gap_{name}"] = rows["log_px"] - rows[name]
+    rows["level"] = np.asarray([*levels, level])
+    point = {k: float(v[-1]) for k, v in rows.items()}
+    sweep = {k: v[:-1] for k, v in rows.items()}
+    densities = _densities(model, grid, weights[-1], parts["log_joint"], parts["used"], parts["components"],
+                           parts["mixture"][-1], max_components)
+    return point, sweep, densities
 
 
 # --- Monte Carlo estimators (as a trainer samples them) -------------------------------------------
@@ -657,28 +723,44 @@ def monte_carlo_diwae_levels(
     draws = _corruption_draws(noise, (num_draws * m, model.num_pixels), rng)
     eps = rng.standard_normal((num_draws, m, k, model.latent_dim))
 
-    def score(task: tuple[float, slice]) -> np.ndarray:
-        level, part = task  # one level, draws part.start:part.stop (draw i uses rows i·M … i·M + M − 1)
+    powers = 2 ** np.arange(model.num_pixels - 1, -1, -1, dtype=np.int64)  # bits → code, as bits_to_code
+
+    def score(part: slice) -> np.ndarray:
+        """Draws part.start:part.stop (draw i uses rows i·M … i·M + M − 1) at every level: ``(len(levels), n)``.
+
+        Going from one level to the next, a copy whose corrupted input stays the same keeps its z and its
+        weights (same draws, same code), so only the copies whose code changed are scored again: rising
+        levels change a fraction of them, and the sweep costs a few levels' worth, not all of them.
+        """
         rows = {key: value[part.start * m:part.stop * m] for key, value in draws.items()}
         n = part.stop - part.start
-        noisy = bits_to_code(_apply_corruption(x_bits, noise, level, rows)).reshape(n, m, 1)
-        noisy = np.broadcast_to(noisy, (n, m, k))  # (n, M, K)
-        z = model.z_loc[noisy] + np.exp(0.5 * model.z_log_var[noisy]) * eps[part]  # (n, M, K, L)
-        log_w = model.log_joint(x_bits, z) - model.encoder_log_density(z, noisy)  # (n, M, K)
-        return logsumexp(log_w.reshape(n, m * k), axis=1) - math.log(m * k)
+        part_eps = eps[part]  # (n, M, K, L)
+        log_w = np.empty((n, m, k))
+        previous = None
+        out = np.empty((len(levels), n))
+        for r, level in enumerate(levels):
+            codes = _corrupted_codes(x_code, x_bits, noise, level, rows, powers).reshape(n, m)  # (n, M)
+            changed = np.ones((n, m), dtype=bool) if previous is None else codes != previous
+            which = np.nonzero(changed)
+            noisy = codes[which]  # (P,)
+            z = (model.z_loc[noisy][:, None, :]
+                 + np.exp(0.5 * model.z_log_var[noisy])[:, None, :] * part_eps[which])  # (P, K, L)
+            log_w[which] = model.log_joint(x_bits, z) - model.encoder_log_density(z, noisy[:, None])  # (P, K)
+            out[r] = _logsumexp_rows(log_w.reshape(n, m * k)) - math.log(m * k)
+            previous = codes
+        return out
 
-    # a few parts per level, so that one level alone also spreads over the workers
+    # the draws split into parts for the workers; each part goes through every level
     bounds = np.linspace(0, num_draws, max(1, min(workers, num_draws)) + 1).astype(int)
     parts = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    tasks = [(level, part) for level in levels for part in parts]
-    if workers > 1 and len(tasks) > 1:
+    if workers > 1 and len(parts) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            scored = list(pool.map(score, tasks))
+            scored = list(pool.map(score, parts))
     else:
-        scored = [score(task) for task in tasks]
-    return np.stack([np.concatenate(scored[i:i + len(parts)]) for i in range(0, len(scored), len(parts))])
+        scored = [score(part) for part in parts]
+    return np.concatenate(scored, axis=1)
 
 
 def diwae_expectation(

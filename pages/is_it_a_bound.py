@@ -53,7 +53,6 @@ st.markdown(
 @st.fragment
 def exact_lab() -> None:
     """Sections 1 and 2: every control here reruns only this function (the numbers are cached per setting)."""
-    st.header("1 · An exact lab on a tiny model")
     init("bl_D", params.get("D", 4, cast=int, low=1, high=boundlab.MAX_PIXELS))
     init("bl_L", params.get("L", 1, cast=int, choices=(1, 2)))
     init("bl_noise", params.get("noise", "bit-flip", choices=boundlab.LAB_NOISES))
@@ -65,50 +64,54 @@ def exact_lab() -> None:
     init("bl_M", params.get("M", 1, cast=int, low=1, high=20))
     init("bl_K", params.get("K", 1, cast=int, low=1, high=50))
 
+    width = int(st.session_state["bl_D"])
+    x_key = f"bl_x{width}"
+    x_text = params.get("x", "10" * 5, cast=str)
+    init(x_key, int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"} else int(("10" * 5)[:width], 2))
+
+    # Every number and figure is computed from the settings the widgets hold (a fragment rerun starts with the
+    # moved widget's new value in session state) before anything is drawn, and then the widgets and outputs go
+    # out together: the browser gets them in one burst and renders the page once, not once per batch while the
+    # server is still computing (each render of this page costs the browser 15–20 ms on a small CPU).
+    state = st.session_state
+    num_pixels, latent_dim, seed, encoder = width, int(state["bl_L"]), int(state["bl_seed"]), state["bl_enc"]
+    spread, sigma, noise, level = float(state["bl_spread"]), float(state["bl_sigma"]), state["bl_noise"], float(
+        state["bl_nu"])
+    num_corruptions, num_samples, x_code = int(state["bl_M"]), int(state["bl_K"]), int(state[x_key])
+    params.put(D=num_pixels, L=latent_dim, noise=noise, nu=level, seed=seed, enc=encoder, spread=spread,
+               sigma=sigma, M=num_corruptions, K=num_samples, x=format(x_code, f"0{width}b"))
+
+    model_args = (num_pixels, latent_dim, seed, encoder, spread, sigma)
+    # section 4 reads the tiny model's settings; a fragment's locals are not visible outside it
+    st.session_state["bl_bridge_settings"] = (model_args, x_code, width, noise, level)
+    exact, sweep, densities = cache.boundlab_exact(model_args, x_code, noise, level, SWEEP_LEVELS)
+    diwae, diwae_sweep = cache.boundlab_diwae(model_args, x_code, noise, level, SWEEP_LEVELS, num_corruptions,
+                                              num_samples, exact, sweep)
+    sweep_chart = figs.sweep_figure(sweep, diwae_sweep, level, num_corruptions, num_samples, noise)
+    gaps_chart = figs.gaps_figure(sweep, diwae_sweep, level, num_corruptions, num_samples)
+    densities_chart = figs.densities_figure(densities)
+
+    st.header("1 · An exact lab on a tiny model")
     controls, outputs = st.columns([1, 3], gap="large")
     with controls:
         st.markdown("**Model**")
-        num_pixels = st.slider("Pixels D (binary x)", 1, boundlab.MAX_PIXELS, key="bl_D")
-        latent_dim = st.radio("Latent dimension", (1, 2), key="bl_L", horizontal=True)
-        seed = st.number_input("Seed", 0, 1_000_000, step=1, key="bl_seed")
+        st.slider("Pixels D (binary x)", 1, boundlab.MAX_PIXELS, key="bl_D")
+        st.radio("Latent dimension", (1, 2), key="bl_L", horizontal=True)
+        st.number_input("Seed", 0, 1_000_000, step=1, key="bl_seed")
         st.button("Randomise", on_click=randomise_seed, key="bl_randomise", icon=":material/casino:")
-        encoder = st.radio("Encoder q(z|x̃)", tuple(ENCODERS), format_func=ENCODERS.get, key="bl_enc")
-        spread = st.slider("Encoder spread (scale of its means)", 0.0, 4.0, step=0.1, key="bl_spread",
-                           disabled=encoder != "linear")
-        sigma = st.slider("Encoder σ", 0.1, 2.0, step=0.05, key="bl_sigma", disabled=encoder != "linear",
-                          help="Narrow, spread-out components make the independent reading exceed log p(x).")
+        st.radio("Encoder q(z|x̃)", tuple(ENCODERS), format_func=ENCODERS.get, key="bl_enc")
+        st.slider("Encoder spread (scale of its means)", 0.0, 4.0, step=0.1, key="bl_spread",
+                  disabled=encoder != "linear")
+        st.slider("Encoder σ", 0.1, 2.0, step=0.05, key="bl_sigma", disabled=encoder != "linear",
+                  help="Narrow, spread-out components make the independent reading exceed log p(x).")
         st.markdown("**Corruption and objective**")
-        noise = st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
-                             help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
-        level = st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
-        num_corruptions = st.number_input("DIWAE: corrupted copies M", 1, 20, step=1, key="bl_M")
-        num_samples = st.number_input("DIWAE: samples per copy K", 1, 50, step=1, key="bl_K")
-        width = int(num_pixels)
-        x_key = f"bl_x{width}"
-        x_text = params.get("x", "10" * 5, cast=str)
-        default_code = (int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"}
-                        else int(("10" * 5)[:width], 2))
-        init(x_key, default_code)
-        x_code = st.selectbox("Clean x", list(range(2**width)), key=x_key,
-                              format_func=lambda c: format(c, f"0{width}b"))
+        st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
+                     help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
+        st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
+        st.number_input("DIWAE: corrupted copies M", 1, 20, step=1, key="bl_M")
+        st.number_input("DIWAE: samples per copy K", 1, 50, step=1, key="bl_K")
+        st.selectbox("Clean x", list(range(2**width)), key=x_key, format_func=lambda c: format(c, f"0{width}b"))
 
-    params.put(D=int(num_pixels), L=int(latent_dim), noise=noise, nu=float(level), seed=int(seed), enc=encoder,
-               spread=float(spread), sigma=float(sigma), M=int(num_corruptions), K=int(num_samples),
-               x=format(x_code, f"0{width}b"))
-
-    model_args = (int(num_pixels), int(latent_dim), int(seed), encoder, float(spread), float(sigma))
-    # section 4 reads the tiny model's settings; a fragment's locals are not visible outside it
-    st.session_state["bl_bridge_settings"] = (model_args, int(x_code), width, noise, float(level))
-    exact, diwae, densities = cache.boundlab_point(model_args, int(x_code), noise, float(level),
-                                                   int(num_corruptions), int(num_samples))
-    sweep, diwae_sweep = cache.boundlab_sweep(model_args, int(x_code), noise, SWEEP_LEVELS,
-                                              int(num_corruptions), int(num_samples))
-
-    # every figure is drawn before anything is put on the page, so that the outputs reach the browser in one burst
-    # (one React render there, instead of one per figure while the next is being drawn here)
-    sweep_chart = figs.sweep_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples), noise)
-    gaps_chart = figs.gaps_figure(sweep, diwae_sweep, float(level), int(num_corruptions), int(num_samples))
-    densities_chart = figs.densities_figure(densities)
     with outputs:
         st.markdown(f"At ν = {level:g} ({boundlab.LAB_NOISE_INFO[noise]}), for x = `{format(x_code, f'0{width}b')}` "
                     "— values in nats per example; the small number is the objective minus log p(x) "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import quad
+from scipy.special import logsumexp
 
 from dvae_engine import boundlab as bl
 from dvae_engine.corruption import corrupt
@@ -411,3 +412,47 @@ def test_bridge_refuses_bad_k():
         bl.monte_carlo_bridge(model, 0, "bit-flip", 0.1, ks=(0,))
     with pytest.raises(ValueError, match="multisets"):
         bl.bridge_enumerated(bl.random_tiny_model(6, 1), 0, "bit-flip", 0.1, 8)
+
+
+@pytest.mark.parametrize("num_pixels, latent_dim, noise, level", [
+    (4, 1, "bit-flip", 0.2), (7, 1, "salt-pepper", 0.0), (5, 2, "salt-pepper-count", 0.5), (6, 2, "bit-flip", 1.0)])
+def test_the_lab_view_equals_its_three_parts_computed_apart(num_pixels, latent_dim, noise, level):
+    model = bl.random_tiny_model(num_pixels, latent_dim, seed=3, encoder_scale=1.5, encoder_sigma=0.5)
+    levels = (0.0, 0.1, 0.35, 0.8)
+    point, sweep, densities = bl.lab_view(model, 5, noise, level, levels)
+    alone = bl.exact_quantities(model, 5, noise, level)
+    assert set(point) == set(alone)
+    for key in alone:
+        if key != "entropy_grid_error":  # a grid check, here over the components of every level
+            assert point[key] == pytest.approx(alone[key], rel=1e-12, abs=1e-12), key
+    assert point["entropy_grid_error"] >= alone["entropy_grid_error"]
+    for key, values in bl.noise_sweep(model, 5, noise, levels).items():
+        np.testing.assert_allclose(sweep[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+    for key, values in bl.latent_densities(model, 5, noise, level).items():
+        if key == "axes":
+            assert all(np.array_equal(a, b) for a, b in zip(densities[key], values))
+        else:
+            np.testing.assert_allclose(densities[key], values, rtol=1e-12, atol=1e-300, err_msg=key)
+
+
+@pytest.mark.parametrize("noise", ["bit-flip", "salt-pepper", "salt-pepper-count"])
+def test_monte_carlo_levels_are_the_single_level_draws_whatever_the_workers(noise):
+    model = bl.random_tiny_model(6, 2, seed=2, encoder_scale=1.5, encoder_sigma=0.5)
+    levels = [0.0, 0.05, 0.3, 0.1, 1.0]  # not sorted: a copy may change code back and forth
+    rows = bl.monte_carlo_diwae_levels(model, 9, noise, levels, 3, 2, num_draws=501, seed=4, workers=1)
+    assert rows.shape == (len(levels), 501)
+    np.testing.assert_array_equal(bl.monte_carlo_diwae_levels(model, 9, noise, levels, 3, 2, num_draws=501, seed=4,
+                                                              workers=3), rows)
+    for r, level in enumerate(levels):
+        single = bl.monte_carlo_diwae(model, 9, noise, level, 3, 2, num_draws=501, seed=4)
+        np.testing.assert_array_equal(single, rows[r])
+    # each draw is one DIWAE(M=3, K=2) value, scored from scratch here for a few draws
+    rng = np.random.default_rng(4)
+    x_bits = bl.binary_inputs(6)[9]
+    draws = bl._corruption_draws(noise, (501 * 3, 6), rng)
+    eps = rng.standard_normal((501, 3, 2, 2))
+    noisy = bl.bits_to_code(bl._apply_corruption(x_bits, noise, 0.3, draws)).reshape(501, 3)
+    for i in (0, 250, 500):
+        z = model.z_loc[noisy[i]][:, None] + np.exp(0.5 * model.z_log_var[noisy[i]])[:, None] * eps[i]  # (3, 2, 2)
+        log_w = model.log_joint(x_bits, z) - model.encoder_log_density(z, noisy[i][:, None])
+        assert rows[2, i] == pytest.approx(logsumexp(log_w.ravel()) - math.log(6), rel=1e-12)

@@ -167,34 +167,53 @@ def boundlab_model(num_pixels: int, latent_dim: int, seed: int, encoder: str, en
                                       encoder_sigma=encoder_sigma)
 
 
-@st.cache_data(show_spinner="Computing the exact sweep over ν…", max_entries=64)
-def boundlab_sweep(model_args: tuple, x_code: int, noise: str, levels: tuple[float, ...], num_corruptions: int,
-                   num_samples: int) -> tuple[dict, dict]:
-    """Exact quantities at every level in ``levels`` and the DIWAE(M, K) expectation (exact or Monte Carlo)."""
+@st.cache_data(show_spinner=False, max_entries=128)
+def boundlab_exact(model_args: tuple, x_code: int, noise: str, level: float,
+                   levels: tuple[float, ...]) -> tuple[dict, dict, dict]:
+    """The exact lab at ``level`` and over ``levels``: (exact quantities, exact sweep, latent densities)."""
     from dvae_engine import boundlab
+
+    return boundlab.lab_view(boundlab_model(*model_args), x_code, noise, level, levels, max_components=12)
+
+
+def boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
+                   num_corruptions: int, num_samples: int, exact: dict, sweep: dict) -> tuple[dict, dict]:
+    """E[DIWAE(M, K)] at ``level`` and over ``levels``: exact for M = K = 1 (from ``exact`` and ``sweep``, the
+    :func:`boundlab_exact` results), else Monte Carlo estimates, each cached on its own settings (a move of ν
+    does not redo the sweep's)."""
+    from dvae_engine import boundlab
+
+    if num_corruptions == 1 and num_samples == 1:
+        model = boundlab_model(*model_args)
+        return (boundlab.diwae_expectation(model, x_code, noise, level, exact=exact),
+                boundlab.diwae_sweep(model, x_code, noise, levels, exact_sweep=sweep))
+    return (_diwae_point(model_args, x_code, noise, level, num_corruptions, num_samples),
+            _diwae_sweep(model_args, x_code, noise, levels, num_corruptions, num_samples))
+
+
+def _workers() -> int:
+    """Threads for the lab's Monte Carlo draws: every core while no training job runs in this server, else one."""
     from ui.boot import training_threads
 
-    model = boundlab_model(*model_args)
-    sweep = boundlab.noise_sweep(model, x_code, noise, levels)
-    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # the Monte Carlo levels, in parallel when idle
-    return sweep, boundlab.diwae_sweep(model, x_code, noise, levels, num_corruptions, num_samples, exact_sweep=sweep,
-                                       workers=workers)
+    return (os.cpu_count() or 1) if training_threads() == 0 else 1
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def boundlab_point(model_args: tuple, x_code: int, noise: str, level: float, num_corruptions: int,
-                   num_samples: int) -> tuple[dict, dict, dict]:
-    """At one noise level: the exact quantities, the DIWAE(M, K) expectation and the latent densities."""
+def _diwae_point(model_args: tuple, x_code: int, noise: str, level: float, num_corruptions: int,
+                 num_samples: int) -> dict:
     from dvae_engine import boundlab
-    from ui.boot import training_threads
 
-    model = boundlab_model(*model_args)
-    workers = (os.cpu_count() or 1) if training_threads() == 0 else 1  # Monte Carlo draws, in parallel when idle
-    exact = boundlab.exact_quantities(model, x_code, noise, level)
-    return (exact,
-            boundlab.diwae_expectation(model, x_code, noise, level, num_corruptions, num_samples, workers=workers,
-                                       exact=exact),
-            boundlab.latent_densities(model, x_code, noise, level, max_components=12))
+    return boundlab.diwae_expectation(boundlab_model(*model_args), x_code, noise, level, num_corruptions,
+                                      num_samples, workers=_workers())
+
+
+@st.cache_data(show_spinner="Estimating DIWAE over ν…", max_entries=64)
+def _diwae_sweep(model_args: tuple, x_code: int, noise: str, levels: tuple[float, ...], num_corruptions: int,
+                 num_samples: int) -> dict:
+    from dvae_engine import boundlab
+
+    return boundlab.diwae_sweep(boundlab_model(*model_args), x_code, noise, levels, num_corruptions, num_samples,
+                                workers=_workers())
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
