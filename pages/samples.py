@@ -55,11 +55,7 @@ def prior_samples() -> None:
                                             title=f"{stem} ({ck.config.model_name})", name=f"prior-{stem}"))
             st.caption(f"{count} mean images E[x|z], z ~ N(0, I), seed {seed}. {ck.config.describe()}")
             if ck.model.latent_dim == 2:
-                grid_images, values = analysis.latent_grid_images(ck.model, per_axis=12)
-                figures.show(figures.image_grid(
-                    figures.wrap(grid_images, 12), ck.image_shape, [f"{v:.2f}" for v in values[::-1]],
-                    col_labels=[f"{v:.2f}" for v in values], title=f"{stem}: the latent plane", cell_px=48,
-                    name=f"plane-{stem}"))
+                figures.show(cache.latent_plane(ck.path, f"{stem}: the latent plane", f"plane-{stem}"))
                 st.caption("The whole 2-D latent plane (z₁ across, z₂ down): decoded mean images on a grid of z "
                            "evenly spaced in prior probability (z = Φ⁻¹(p), p from 0.05 to 0.95), like Kingma & "
                            "Welling's Fig 4.")

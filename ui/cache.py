@@ -310,6 +310,24 @@ def _prefetch_true_posterior(path: str, mtime: float, x_clean) -> None:
         pass
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _latent_plane(path: str, mtime: float, title: str, name: str) -> str:
+    from dvae_engine import analysis
+    from ui import figures
+
+    checkpoint = load_model(path)
+    grid_images, values = analysis.latent_grid_images(checkpoint.model, per_axis=12)
+    return figures.image_grid(figures.wrap(grid_images, 12), checkpoint.image_shape, [f"{v:.2f}" for v in values[::-1]],
+                              col_labels=[f"{v:.2f}" for v in values], title=title, cell_px=48, name=name)
+
+
+def latent_plane(path: str | Path, title: str, name: str) -> str:
+    """The decoded 2-D latent plane of a model as an image-grid figure (HTML). It depends on the model alone, so
+    a change of the sample seed does not decode and encode its 144 images again."""
+    path = Path(path)
+    return _latent_plane(str(path), path.stat().st_mtime, title, name)
+
+
 @st.cache_data(show_spinner="Running t-SNE…", max_entries=32)
 def tsne_mixture(component_loc, clean_loc, seed: int):
     """t-SNE of the component means ``(N, latent)`` together with the clean mean ``(latent,)``: ``((N, 2), (2,))``."""
