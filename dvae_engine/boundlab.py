@@ -67,8 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.special import gammaln, logsumexp
-from scipy.stats import binom
+from scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
 LOG_2PI = math.log(2 * math.pi)
 MAX_PIXELS = 10
@@ -199,6 +198,13 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
     """log Σ_j exp(a[i, j]) for finite ``a`` ``(n, J)``: scipy's logsumexp without its checks (a hot loop)."""
     top = a.max(axis=1)
     return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+
+
+def _binom_logpmf(successes: np.ndarray, trials: int, p: float) -> np.ndarray:
+    """log Binomial(successes; trials, p), as scipy.stats.binom.logpmf computes it (importing scipy.stats costs
+    the lab's first visit about a second)."""
+    return (gammaln(trials + 1) - gammaln(successes + 1) - gammaln(trials - successes + 1)
+            + xlogy(successes, p) + xlog1py(trials - successes, -p))
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
@@ -889,7 +895,7 @@ def _binary_diwae(log_w: np.ndarray, p_noisy: np.ndarray, q: np.ndarray, m: int,
             _safe_log(n1) + log_w[1, 1], _safe_log(j * k - n1) + log_w[1, 0],
             _safe_log(n0) + log_w[0, 1], _safe_log((m - j) * k - n0) + log_w[0, 0]))
         value = logsumexp(log_terms, axis=0) - math.log(m * k)  # (n1, n0)
-        log_prob = binom.logpmf(n1, j * k, q[1, 1]) + binom.logpmf(n0, (m - j) * k, q[0, 1])
+        log_prob = _binom_logpmf(n1, j * k, q[1, 1]) + _binom_logpmf(n0, (m - j) * k, q[0, 1])
         total += math.exp(log_pj) * float((np.exp(log_prob) * value).sum())
     return total
 

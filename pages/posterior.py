@@ -82,36 +82,42 @@ def posterior() -> None:
     if x_clean is None:
         return
 
+    # Everything is computed (numbers and figures) before the outputs are drawn, so that they reach the browser
+    # in one burst: one render there instead of one per panel while the next is still being computed here.
     # --- the corrupted copies --------------------------------------------------------------------
     mixtures = [analysis.mixture_posterior(ck.model, x_clean, noise, level, num_copies, seed, mean_image)
                 for _, ck in chosen]
     shown = mixtures[0].x_noisy[:9]
-    figures.show(figures.image_grid([[x_clean, *shown]], checkpoint.image_shape, ["x and x̃ₙ"],
-                                    col_labels=["clean x"] + [f"x̃{n + 1}" for n in range(len(shown))],
-                                    name="copies"))
+    copies = figures.image_grid([[x_clean, *shown]], checkpoint.image_shape, ["x and x̃ₙ"],
+                                col_labels=["clean x"] + [f"x̃{n + 1}" for n in range(len(shown))], name="copies")
+
+    # --- one panel per encoder -------------------------------------------------------------------
+    panels = []
+    for (path, ck), mixture in zip(chosen, mixtures):
+        title = f"{cache.checkpoint_label(path)} ({ck.config.model_name})"
+        grid = comparison = None
+        if ck.model.latent_dim == 2:
+            grid = cache.true_posterior(path, x_clean.numpy())
+            comparison = analysis.compare_posteriors(ck.model, grid, mixture, seed=seed)
+        if view_kind == "t-SNE":
+            comp2, clean2 = cache.tsne_mixture(mixture.component_loc.numpy(), mixture.clean_loc.numpy(), seed)
+            fig = figures.tsne_figure(comp2, clean2, title)
+            download = functools.partial(lambda *a: figures.plotly().tsne_figure(*a), comp2, clean2, title)
+        else:
+            projected = analysis.project_posterior(mixture, cache.latent_projection(path), seed=seed)
+            fig = figures.posterior_figure(projected, title, true_grid=grid, comparison=comparison,
+                                           hpd=analysis.hpd_coverage)
+            download = functools.partial(lambda *a, **k: figures.plotly().posterior_figure(*a, **k), projected,
+                                         title, true_grid=grid, comparison=comparison, hpd=analysis.hpd_coverage)
+        panels.append((path, ck, mixture, comparison, fig, download))
+
+    figures.show(copies)
     st.caption(f"Input: {source_caption}. The first {len(shown)} of N = {num_copies} corrupted copies "
                f"({inputs.NOISE_LABELS.get(noise, noise)}, level {level:g}, seed {seed}); "
                "every encoder sees the same copies.")
-
-    # --- one panel per encoder -------------------------------------------------------------------
     columns = st.columns(2)  # half width even for one encoder: the plane stays square-ish on a projector
-    for (path, ck), mixture, column in zip(chosen, mixtures, columns):
+    for (path, ck, mixture, comparison, fig, download), column in zip(panels, columns):
         with column:
-            title = f"{cache.checkpoint_label(path)} ({ck.config.model_name})"
-            grid = comparison = None
-            if ck.model.latent_dim == 2:
-                grid = cache.true_posterior(path, x_clean.numpy())
-                comparison = analysis.compare_posteriors(ck.model, grid, mixture, seed=seed)
-            if view_kind == "t-SNE":
-                comp2, clean2 = cache.tsne_mixture(mixture.component_loc.numpy(), mixture.clean_loc.numpy(), seed)
-                fig = figures.tsne_figure(comp2, clean2, title)
-                download = functools.partial(lambda *a: figures.plotly().tsne_figure(*a), comp2, clean2, title)
-            else:
-                projected = analysis.project_posterior(mixture, cache.latent_projection(path), seed=seed)
-                fig = figures.posterior_figure(projected, title, true_grid=grid, comparison=comparison,
-                                               hpd=analysis.hpd_coverage)
-                download = functools.partial(lambda *a, **k: figures.plotly().posterior_figure(*a, **k), projected,
-                                             title, true_grid=grid, comparison=comparison, hpd=analysis.hpd_coverage)
             figures.show(fig)  # SVG on the page; the download is plotly's interactive figure, built when clicked
             figures.html_download(download, f"posterior-{path.stem}", f"posterior_{cache.checkpoint_id(path)}")
             st.caption(f"{ck.config.describe()} · latent size {ck.model.latent_dim}")

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dvae_engine.checkpoint import CheckpointError
 from dvae_engine.semi_implicit import bridge_report, default_ks
-from ui import bridge_figures, cache
+from ui import cache
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "semi_implicit.md"
 INTRO = (
@@ -45,6 +44,7 @@ def derivations_markdown() -> str:
 
 def tiny_model_section(exact: dict | None, note: str | None, mc: dict) -> None:
     """Metrics and the figure for the tiny model: sampled sequences, exact ones, exact L_cvae and log p(x)."""
+    from ui import bridge_figures  # plotly: imported when a result is shown, not on every visit of the page
     truth = exact if exact is not None else mc
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("log p(x) (exact)", f"{truth['log_px']:.4f}")
@@ -127,6 +127,9 @@ def real_model_section() -> None:
 
 
 def _show_real(result: dict, x, config, image_shape) -> None:
+    import pandas as pd  # imported when a result is shown: importing pandas costs a first visit ~0.5 s
+
+    from ui import bridge_figures
     ks = np.asarray(result["ks"])
     exact = result["log_px_method"] == "exact"
     px_label = "log p(x), exact (quadrature)" if exact else "log p(x), mixture-IS estimate"
