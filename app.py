@@ -43,3 +43,4 @@ try:
     page.run()
 finally:
     boot.freeze_long_lived_objects()  # after runs that imported modules: later collections skip them
+    boot.warm_up_in_background()  # once: what other pages' first visits need, computed before anyone asks

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dvae_engine.checkpoint import MAX_UPLOAD_BYTES, CheckpointError
 from dvae_engine.store import NAME_RULE, StoreError
-from ui import cache
+from ui import cache, figures
 from ui import training_view as view
 from ui.boot import run_through_app
 
@@ -106,8 +106,8 @@ def draw_entry(entry, manifest: dict) -> None:
             middle.caption("No test metrics stored (e.g. a stopped, diverged or unevaluated run).")
         valid = [v for v in history.get("valid_elbo", []) if v is not None]
         if epochs and valid:
-            right.plotly_chart(view.sparkline(history), config={"displayModeBar": False},
-                               key=f"ckpt-spark-{entry.id}")
+            with right:
+                figures.show(view.sparkline(history), key=f"ckpt-spark-{entry.id}")
             right.caption(f"clean validation ELBO per epoch; last {valid[-1]:.2f} {view.NATS}")
     actions = st.columns([2, 3, 2, 3])
     actions[0].download_button("Download", data=download(entry.id), file_name=entry.path.name,

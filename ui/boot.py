@@ -70,3 +70,47 @@ def freeze_long_lived_objects() -> None:
         _modules_at_freeze = len(sys.modules)
         gc.collect()
         gc.freeze()
+
+
+_warming = False
+
+
+def warm_up_in_background() -> None:
+    """Once per server, after its first script run: a background thread does the work that other pages' first
+    visits would otherwise do while a user waits (importing their modules, loading every shipped model, the
+    test images, the PCA planes, the true posteriors of the first test image), then freezes what it made out
+    of later garbage collections. The caches it fills are Streamlit's, shared by every session."""
+    global _warming
+    if _warming:
+        return
+    _warming = True
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    global _modules_at_freeze
+    import torch
+
+    torch.set_num_threads(1)  # leave the other core to whoever is being served meanwhile
+    try:
+        from dvae_engine import analysis, boundlab, semi_implicit  # noqa: F401 - imported for their import cost
+        from ui import boundlab_figures, bridge_view, cache, figures, inputs, training_view  # noqa: F401
+
+        shipped = sorted(cache.shipped_dir().glob("*.pt"))
+        infos = {path: cache.checkpoint_info(path) for path in shipped}
+        readable = [path for path, info in infos.items() if not info.get("error")]
+        datasets = {infos[path]["config"].dataset for path in readable}
+        for name in datasets:
+            if cache.test_image_count(name):
+                cache.train_mean_image(name)
+                first = cache.test_image_rows(name, 0, 1)[0].numpy()
+                for path in readable:
+                    if infos[path]["config"].dataset == name and cache.load_model(path).model.latent_dim == 2:
+                        cache.true_posterior(path, first)
+        for path in readable:
+            cache.latent_projection(path)
+    except Exception:  # noqa: BLE001 - only a head start: each page computes (and reports) what it needs itself
+        pass
+    _modules_at_freeze = len(sys.modules)
+    gc.collect()
+    gc.freeze()

@@ -266,19 +266,22 @@ def history_figure(history: dict, config: TrainConfig, height: int = 360) -> go.
     return _layout(fig, height)
 
 
-def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> go.Figure:
-    """A tiny line of one history series (default: clean validation ELBO per epoch)."""
-    import plotly.graph_objects as go
+def sparkline(history: dict, key: str = "valid_elbo", height: int = 70) -> str:
+    """A tiny line of one history series (default: clean validation ELBO per epoch), as inline SVG.
 
-    values = history.get(key) or []
-    fig = go.Figure(go.Scatter(
-        x=history.get("epoch", []), y=values, mode="lines", line=dict(color=OKABE_ITO[0], width=2),
-        hovertemplate="epoch %{x}: %{y:.2f} " + NATS + "<extra>clean validation ELBO</extra>",
-    ))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), template="plotly_white", showlegend=False)
-    return fig
+    SVG rather than plotly: the Checkpoints page shows one per run, and a dozen plotly charts made its
+    first visit cost seconds of browser time on a small machine. Hovering shows the range it spans.
+    """
+    from ui.svgplot import Chart
+
+    epochs = np.asarray(history.get("epoch", []), dtype=float)
+    values = np.asarray([np.nan if v is None else v for v in history.get(key) or []], dtype=float)
+    finite = values[np.isfinite(values)]
+    tooltip = (f"clean validation ELBO per epoch: {finite[0]:.2f} → {finite[-1]:.2f} {NATS} over "
+               f"{len(values)} epochs" if len(finite) else None)
+    chart = Chart(width=320, height=height, axes=False, margin=(3, 3, 3, 3))
+    chart.line(epochs[:len(values)], values, color=OKABE_ITO[0], width=2, show_legend=False, tooltip=tooltip)
+    return chart.to_html()
 
 
 @dataclass
