@@ -10,14 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from bench.app_server import streamlit_app, wait_for_health
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,44 +37,18 @@ def routes() -> dict[str, tuple[str, str]]:
     return {stem: (url_path, title) for stem, title, url_path in found}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def streamlit_server(shipped: Path, user: Path, log_path: Path):
-    """``streamlit run app.py`` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
-    port = free_port()
+    """``streamlit run app.py`` on a free port of 127.0.0.1 (bench/app_server.py); yields its base URL."""
     env = {**os.environ, "DVAE_CHECKPOINT_DIR": str(shipped), "DVAE_USER_CHECKPOINT_DIR": str(user),
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
            "DVAE_EXPERIMENTS_DIR": str(ROOT / "tests" / "data" / "experiments")}  # a recorded Ray Tune experiment
-    with log_path.open("w+") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
+    with streamlit_app(env, log_path) as (url, proc, _):
         try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while True:
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_for_health(url, proc, timeout=STARTUP_TIMEOUT, poll=0.5)
+        except RuntimeError as err:
+            pytest.fail(f"{err}:\n{log_path.read_text()[-3000:]}")
+        yield url
 
 
 def open_page(browser, url: str):
