@@ -21,6 +21,7 @@ run_through_app()  # a shared link on a fresh server must still go through app.p
 SWEEP_LEVELS = tuple(round(0.05 * i, 2) for i in range(21))
 COUNTER_A_VALUES = tuple(float(a) for a in np.geomspace(2e-4, 0.5, 160))
 ENCODERS = {"linear": "linear in x̃ (random, seeded)", "posterior": "matched to the exact posteriors p(z|x̃)"}
+MAX_M, MAX_K = 20, 50  # the DIWAE number inputs' ranges
 QUANTITIES = ("log_px", "elbo", "cvae", "dvae_joint", "dvae_independent", "diwae")
 
 
@@ -61,8 +62,8 @@ def exact_lab() -> None:
     init("bl_enc", params.get("enc", "linear", choices=tuple(ENCODERS)))
     init("bl_spread", params.get("spread", 1.5, cast=float, low=0.0, high=4.0))
     init("bl_sigma", params.get("sigma", 0.5, cast=float, low=0.1, high=2.0))
-    init("bl_M", params.get("M", 1, cast=int, low=1, high=20))
-    init("bl_K", params.get("K", 1, cast=int, low=1, high=50))
+    init("bl_M", params.get("M", 1, cast=int, low=1, high=MAX_M))
+    init("bl_K", params.get("K", 1, cast=int, low=1, high=MAX_K))
 
     width = int(st.session_state["bl_D"])
     x_key = f"bl_x{width}"
@@ -108,8 +109,8 @@ def exact_lab() -> None:
         st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
                      help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
         st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
-        st.number_input("DIWAE: corrupted copies M", 1, 20, step=1, key="bl_M")
-        st.number_input("DIWAE: samples per copy K", 1, 50, step=1, key="bl_K")
+        st.number_input("DIWAE: corrupted copies M", 1, MAX_M, step=1, key="bl_M")
+        st.number_input("DIWAE: samples per copy K", 1, MAX_K, step=1, key="bl_K")
         st.selectbox("Clean x", list(range(2**width)), key=x_key, format_func=lambda c: format(c, f"0{width}b"))
 
     with outputs:
@@ -144,6 +145,12 @@ def exact_lab() -> None:
         figures.show(densities_chart)
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
                    f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
+    # Someone stepping M or K (their number inputs step by one) will likely step again: the neighbours' Monte
+    # Carlo estimates start now, in the background. Only then: during a ν slide they would take the CPU from it.
+    previous_mk, state["bl_previous_mk"] = state.get("bl_previous_mk"), (num_corruptions, num_samples)
+    if previous_mk is not None and previous_mk != (num_corruptions, num_samples):
+        cache.prefetch_boundlab_diwae(model_args, x_code, noise, level, SWEEP_LEVELS, num_corruptions, num_samples,
+                                      max_corruptions=MAX_M, max_samples=MAX_K)
 
     # --- (b) Ranganath's counterexample ----------------------------------------------------------------
     st.header("2 · Ranganath's counterexample")

@@ -98,7 +98,8 @@ def posterior() -> None:
         grid = comparison = None
         if ck.model.latent_dim == 2:
             grid = cache.true_posterior(path, x_clean.numpy())
-            comparison = analysis.compare_posteriors(ck.model, grid, mixture, seed=seed)
+            clean_fit = cache.clean_posterior_fit(path, x_clean.numpy(), seed, grid, mixture)  # kept as ν, N move
+            comparison = analysis.compare_posteriors(ck.model, grid, mixture, seed=seed, clean_fit=clean_fit)
         if view_kind == "t-SNE":
             comp2, clean2 = cache.tsne_mixture(mixture.component_loc.numpy(), mixture.clean_loc.numpy(), seed)
             fig = figures.tsne_figure(comp2, clean2, title)

@@ -222,6 +222,36 @@ def test_kl_from_q_to_the_true_posterior_is_the_elbo_gap(tiny_checkpoints, digit
     assert fit.kl_clean_true > 0 and fit.kl_mixture_true > 0 and fit.kl_true_clean > 0
 
 
+def test_clean_fit_is_the_clean_half_of_the_comparison_and_does_not_depend_on_the_noise(tiny_checkpoints, digits):
+    model = load_checkpoint(tiny_checkpoints / "digits-dvae-2d.pt").model
+    x = digits.test[3]
+    grid = A.true_posterior_grid(model, x)
+    low = A.mixture_posterior(model, x, "salt-pepper", 0.1, num_copies=8, seed=0)
+    high = A.mixture_posterior(model, x, "salt-pepper", 0.5, num_copies=20, seed=0)
+    clean = A.fit_clean_posterior(model, grid, low, num_samples=500, seed=3)
+    assert A.fit_clean_posterior(model, grid, high, num_samples=500, seed=3) == clean  # same x, same draws
+    fit = A.compare_posteriors(model, grid, high, num_samples=500, seed=3)
+    assert (fit.kl_true_clean, fit.kl_clean_true) == clean
+    reused = A.compare_posteriors(model, grid, high, num_samples=500, seed=3, clean_fit=clean)
+    assert (reused.kl_true_mixture, reused.kl_mixture_true) == (fit.kl_true_mixture, fit.kl_mixture_true)
+    other_seed = A.fit_clean_posterior(model, grid, low, num_samples=500, seed=4)
+    assert other_seed[0] == clean[0] and other_seed[1] != clean[1]  # the grid KL has no draws; the other has
+
+
+def test_mixture_log_density_matches_the_per_component_sum_in_float64():
+    generator = torch.Generator().manual_seed(0)
+    loc = torch.randn(16, 2, generator=generator) * 2
+    var = torch.rand(16, 2, generator=generator) * 0.1 + 1e-3  # narrow components: large terms far from them
+    z = torch.randn(3, 500, 2, generator=generator) * 3
+    direct = torch.logsumexp(torch.stack([A.gaussian_log_density(z.double(), m.double(), v.double())
+                                          for m, v in zip(loc, var)], dim=-1), dim=-1) - math.log(16)
+    got = A.mixture_log_density(z, loc, var)
+    assert got.shape == (3, 500) and got.dtype == torch.float32
+    # float64 inside, so the error is the float32 result's rounding (half an ulp, 2^-24 relative) plus float64
+    # arithmetic far below it: one ulp bounds both
+    np.testing.assert_allclose(got.double(), direct, rtol=2**-23, atol=0)
+
+
 def test_grid_posterior_needs_a_two_dimensional_latent():
     with pytest.raises(ValueError, match="2-D latent"):
         A.true_posterior_grid(tiny_model(latent_dim=3), torch.zeros(64))

@@ -192,10 +192,27 @@ def boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, lev
 
 
 def _workers() -> int:
-    """Threads for the lab's Monte Carlo draws: every core while no training job runs in this server, else one."""
+    """Threads for the lab's Monte Carlo draws: every core while no training job runs in this server and this is a
+    page's run, else one (a prefetch leaves the other core to the page)."""
+    import threading
+
     from ui.boot import training_threads
 
-    return (os.cpu_count() or 1) if training_threads() == 0 else 1
+    if training_threads() or threading.current_thread().name.startswith("prefetch"):
+        return 1
+    return os.cpu_count() or 1
+
+
+def prefetch_boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
+                            num_corruptions: int, num_samples: int, max_corruptions: int, max_samples: int) -> None:
+    """Start estimating :func:`boundlab_diwae` for M ± 1 and K ± 1 (the steps of the lab's number inputs), so that
+    a step finds its Monte Carlo estimates ready; M = K = 1 is exact and needs none."""
+    for m, k in ((num_corruptions + 1, num_samples), (num_corruptions, num_samples + 1),
+                 (num_corruptions - 1, num_samples), (num_corruptions, num_samples - 1)):
+        if 1 <= m <= max_corruptions and 1 <= k <= max_samples and (m, k) != (1, 1):
+            point, sweep = (model_args, x_code, noise, level, m, k), (model_args, x_code, noise, levels, m, k)
+            _prefetch(("diwae_point", *point), _diwae_point, *point)
+            _prefetch(("diwae_sweep", *sweep), _diwae_sweep, *sweep)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -277,37 +294,69 @@ def true_posterior(path: str | Path, x_clean):
     return _true_posterior(str(path), path.stat().st_mtime, x_clean)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _clean_posterior_fit(path: str, mtime: float, x_clean, seed: int, _grid, _mixture) -> tuple[float, float]:
+    from dvae_engine import analysis
+
+    return analysis.fit_clean_posterior(load_model(path).model, _grid, _mixture, seed=seed)
+
+
+def clean_posterior_fit(path: str | Path, x_clean, seed: int, grid, mixture) -> tuple[float, float]:
+    """The clean q(z|x)'s KL divergences to and from the true posterior (:func:`analysis.fit_clean_posterior`) for
+    one model, image (numpy ``(D,)``) and seed: kept while the noise level or the number of copies moves.
+    ``grid`` is :func:`true_posterior` of that image and ``mixture`` any mixture posterior of it (only its clean
+    q(z|x), the same for all, is used; neither is part of the cache key)."""
+    path = Path(path)
+    return _clean_posterior_fit(str(path), path.stat().st_mtime, x_clean, int(seed), grid, mixture)
+
+
 _prefetcher = None
+_prefetching: set = set()  # keys queued or running, so a class moving the same slider queues each value once
+MAX_PREFETCH_QUEUE = 8  # beyond this a prefetch is dropped: it is only a head start
 
 
-def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
-    """Start computing, in one background thread, the true posteriors of test images ``index`` ± 1 for these
-    2-D models, so that stepping to the next or previous image finds them ready.
+def _prefetch(key: tuple, function, *args) -> None:
+    """Compute ``function(*args)`` (an ``st.cache_data`` function; ``key`` names the value, hashable) in the one
+    background thread, so the page that asks for it next finds it cached.
 
-    The grid costs a few hundred ms per model and image on a small CPU. A page that asks for one
-    still being computed waits for it (``st.cache_data`` computes each value once) rather than
-    starting again.
+    At most one core is used whatever the number of sessions (the other is left to the pages being drawn);
+    a page asking for a value still being computed waits for it (``st.cache_data`` computes each value once)
+    rather than starting again.
     """
     global _prefetcher
     from concurrent.futures import ThreadPoolExecutor
 
+    if key in _prefetching or len(_prefetching) >= MAX_PREFETCH_QUEUE:
+        return
     if _prefetcher is None:
         _prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    _prefetching.add(key)
+    _prefetcher.submit(_run_prefetch, key, function, args)
+
+
+def _run_prefetch(key, function, args) -> None:
+    torch.set_num_threads(1)  # leave the other core to the page being drawn
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked
+        pass
+    finally:
+        _prefetching.discard(key)
+
+
+def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
+    """Start computing the true posteriors of test images ``index`` ± 1 for these 2-D models, so that stepping to
+    the next or previous image finds them ready (the grid costs a few hundred ms per model and image on a
+    small CPU)."""
     count = test_image_count(dataset_name)
     for neighbour in (index + 1, index - 1):
         if 0 <= neighbour < count:
             x_clean = test_image_rows(dataset_name, neighbour, 1)[0].numpy()
             for path in paths:
                 path = Path(path)
-                _prefetcher.submit(_prefetch_true_posterior, str(path), path.stat().st_mtime, x_clean)
-
-
-def _prefetch_true_posterior(path: str, mtime: float, x_clean) -> None:
-    torch.set_num_threads(1)  # leave the other core to the page being drawn
-    try:
-        _true_posterior(path, mtime, x_clean)
-    except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked
-        pass
+                mtime = path.stat().st_mtime
+                _prefetch(("true_posterior", str(path), mtime, dataset_name, neighbour), _true_posterior, str(path),
+                          mtime, x_clean)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -1,0 +1,48 @@
+"""The background prefetch of ``ui/cache.py``: the values a page will ask for next are computed once, and then found."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dvae_engine import boundlab
+from ui import cache
+
+LEVELS = (0.0, 0.1, 0.2)
+MODEL_ARGS = (3, 1, 0, "linear", 1.5, 0.5)  # D, L, seed, encoder, spread, σ
+
+
+def wait_for_prefetches() -> None:
+    """The prefetcher has one thread and runs in order: once this no-op has run, everything before it has."""
+    cache._prefetcher.submit(lambda: None).result(timeout=120)
+
+
+def test_stepping_m_or_k_finds_the_neighbours_estimates_ready(monkeypatch):
+    st.cache_data.clear()
+    computed = []
+    point, sweep = boundlab.diwae_expectation, boundlab.diwae_sweep
+    monkeypatch.setattr(boundlab, "diwae_expectation",
+                        lambda *a, **k: computed.append(("point", a[4], a[5])) or point(*a, **k))
+    monkeypatch.setattr(boundlab, "diwae_sweep",
+                        lambda *a, **k: computed.append(("sweep", a[4], a[5])) or sweep(*a, **k))
+
+    cache.prefetch_boundlab_diwae(MODEL_ARGS, 5, "bit-flip", 0.2, LEVELS, 2, 1, max_corruptions=20, max_samples=50)
+    wait_for_prefetches()
+    # M ± 1 and K ± 1 of (M, K) = (2, 1): (3, 1), (2, 2), (1, 1) is exact (no estimate) and K = 0 does not exist
+    assert sorted(computed) == [("point", 2, 2), ("point", 3, 1), ("sweep", 2, 2), ("sweep", 3, 1)]
+    assert not cache._prefetching  # nothing left marked as queued
+
+    computed.clear()
+    ahead = cache.boundlab_diwae(MODEL_ARGS, 5, "bit-flip", 0.2, LEVELS, 3, 1, exact={"log_px": 0.0}, sweep={})
+    assert computed == []  # the step found both estimates cached
+    model = boundlab.random_tiny_model(3, 1, 0, encoder="linear", encoder_scale=1.5, encoder_sigma=0.5)
+    fresh = point(model, 5, "bit-flip", 0.2, 3, 1)
+    assert ahead[0]["mean"] == fresh["mean"] and ahead[0]["stderr"] == fresh["stderr"]  # the same estimate
+
+
+def test_a_full_queue_drops_prefetches_instead_of_piling_them_up(monkeypatch):
+    monkeypatch.setattr(cache, "_prefetching", {("busy", i) for i in range(cache.MAX_PREFETCH_QUEUE)})
+    ran = []
+    cache._prefetch(("one more",), ran.append, 1)
+    if cache._prefetcher is not None:
+        wait_for_prefetches()
+    assert ran == [] and ("one more",) not in cache._prefetching
