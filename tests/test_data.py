@@ -14,6 +14,7 @@ from dvae_engine.data import (
     DatasetNotFoundError,
     available_offline,
     load_dataset,
+    load_test_split,
     random_rows,
     read_idx,
     resolve_data_dir,
@@ -34,6 +35,12 @@ def test_mnist_real_files_static_binarization(data_dir):
     assert 0.12 < data.train.mean().item() < 0.14  # MNIST's mean intensity is about 0.13
     again = load_dataset("mnist", data_dir)
     assert torch.equal(again.test, data.test)  # one fixed, seeded draw
+
+
+def test_test_split_alone_is_the_full_loaders_test_split(data_dir):
+    # MNIST reads only the test file and skips the binarization stream past train and valid
+    assert torch.equal(load_test_split("mnist", data_dir), load_dataset("mnist", data_dir).test)
+    assert torch.equal(load_test_split("digits"), load_dataset("digits").test)  # loaded in full
 
 
 def test_mnist_valid_is_the_last_10k_of_the_training_file(data_dir):
