@@ -138,7 +138,7 @@ def posterior() -> None:
     index = inputs.test_image_index("posterior_input")
     flat = [path for path, ck in chosen if ck.model.latent_dim == 2]
     if index is not None and flat:  # stepping through test images: have the neighbours' true posteriors ready
-        cache.prefetch_true_posteriors(flat, dataset_name, index)
+        cache.prefetch_true_posteriors(flat, dataset_name, index, seed)
 
     if view_kind == "t-SNE":
         st.info("t-SNE places the component means only: it is a nonlinear map with no way to carry a covariance, "

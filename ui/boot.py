@@ -106,7 +106,7 @@ def _warm_up() -> None:
                 first = cache.test_image_rows(name, 0, 1)[0].numpy()
                 for path in readable:
                     if infos[path]["config"].dataset == name and cache.load_model(path).model.latent_dim == 2:
-                        cache.true_posterior(path, first)
+                        cache.prepare_posterior_panel(path, first, seed=0)
         for path in readable:
             cache.latent_projection(path)
     except Exception:  # noqa: BLE001 - only a head start: each page computes (and reports) what it needs itself

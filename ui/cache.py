@@ -363,10 +363,10 @@ def _run_prefetch(key, function, args) -> None:
         _prefetching.discard(key)
 
 
-def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
-    """Start computing the true posteriors of test images ``index`` ± 1 for these 2-D models, so that stepping to
-    the next or previous image finds them ready (the grid costs a few hundred ms per model and image on a
-    small CPU)."""
+def prefetch_true_posteriors(paths, dataset_name: str, index: int, seed: int) -> None:
+    """Start computing, for test images ``index`` ± 1 and these 2-D models, the true posterior and the clean
+    q(z|x)'s fit to it (with this ``seed``), so that stepping to the next or previous image finds them ready
+    (the grid costs a few hundred ms per model and image on a small CPU)."""
     count = test_image_count(dataset_name)
     for neighbour in (index + 1, index - 1):
         if 0 <= neighbour < count:
@@ -374,8 +374,19 @@ def prefetch_true_posteriors(paths, dataset_name: str, index: int) -> None:
             for path in paths:
                 path = Path(path)
                 mtime = path.stat().st_mtime
-                _prefetch(("true_posterior", str(path), mtime, dataset_name, neighbour), _true_posterior, str(path),
-                          mtime, x_clean)
+                _prefetch(("posterior_panel", str(path), mtime, dataset_name, neighbour, int(seed)),
+                          prepare_posterior_panel, path, x_clean, int(seed))
+
+
+def prepare_posterior_panel(path: str | Path, x_clean, seed: int) -> None:
+    """Compute what the Posterior page's panel of a 2-D model needs for one image (numpy ``(D,)``) and seed whatever
+    the noise: the true posterior and the clean q(z|x)'s fit to it (for the prefetch and the warm-up)."""
+    from dvae_engine import analysis
+
+    grid = true_posterior(path, x_clean)
+    clean = analysis.mixture_posterior(load_model(path).model, torch.as_tensor(x_clean), "salt-pepper", 0.0,
+                                       num_copies=1)  # only its clean q(z|x) is used
+    clean_posterior_fit(path, x_clean, seed, grid, clean)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

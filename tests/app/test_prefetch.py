@@ -46,3 +46,24 @@ def test_a_full_queue_drops_prefetches_instead_of_piling_them_up(monkeypatch):
     if cache._prefetcher is not None:
         wait_for_prefetches()
     assert ran == [] and ("one more",) not in cache._prefetching
+
+
+def test_a_prepared_posterior_panel_is_what_the_page_then_finds(monkeypatch, tiny_checkpoints, digits):
+    from dvae_engine import analysis, load_checkpoint
+
+    st.cache_data.clear()
+    path = tiny_checkpoints / "digits-vae-2d.pt"
+    model = load_checkpoint(path).model
+    x_clean = digits.test[5].numpy()
+    fits = []
+    fit = analysis.fit_clean_posterior
+    monkeypatch.setattr(analysis, "fit_clean_posterior", lambda *a, **k: fits.append(1) or fit(*a, **k))
+
+    cache.prepare_posterior_panel(path, x_clean, seed=2)
+    assert len(fits) == 1
+    # the page: its own noise and copies, the same image and seed
+    grid = cache.true_posterior(path, x_clean)
+    mixture = analysis.mixture_posterior(model, digits.test[5], "salt-pepper", 0.3, num_copies=8, seed=2)
+    found = cache.clean_posterior_fit(path, x_clean, 2, grid, mixture)
+    assert len(fits) == 1  # a cache hit
+    assert found == fit(model, grid, mixture, seed=2)  # the clean fit is the same whatever the noise
