@@ -361,6 +361,22 @@ def measure_view(browser, url: str, view: View, moves: int, quiet_ms: int) -> li
         context.close()
 
 
+def cpu_probe_ms(repeats: int = 5) -> float:
+    """The best of ``repeats`` timings of a fixed pure-Python loop, in ms: how fast one core is right now.
+
+    This machine is a virtual one whose speed drifts (the same loop has taken 140 and 220 ms a few seconds
+    apart), so the results say how fast it was before and after the run, beside the latencies.
+    """
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
 def machine() -> dict:
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "load_average_at_start": os.getloadavg()}
@@ -399,7 +415,9 @@ def write_results(result: dict, out: Path) -> None:
         f"`{result['command']}` — {result['date']}. Machine: {m['cpu_count']} CPU cores ({m.get('cpu', '?')}); "
         f"the server and headless Chromium ({VIEWPORT['width']}×{VIEWPORT['height']}) share them; background "
         f"training: {m['background_training']}; load average at start "
-        f"{', '.join(f'{v:.2f}' for v in m['load_average_at_start'])}; Streamlit {m.get('streamlit', '?')}.", "",
+        f"{', '.join(f'{v:.2f}' for v in m['load_average_at_start'])}; Streamlit {m.get('streamlit', '?')}."
+        + (f" CPU speed probe (a fixed Python loop, best of 5; lower is faster): {m['cpu_probe_ms_before']:.0f} ms "
+           f"before the run, {m['cpu_probe_ms_after']:.0f} ms after." if "cpu_probe_ms_after" in m else ""), "",
         "| target | measured | met |", "| --- | --- | --- |",
     ]
     if result.get("cold_start"):
@@ -472,7 +490,8 @@ def main(argv=None) -> None:
         parser.error(f"unknown views {sorted(unknown)}; see --list")
     from playwright.sync_api import sync_playwright
 
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {**machine(), "cpu_probe_ms_before": cpu_probe_ms()},
               "command": "python bench/browser_latency.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                               " " + " ".join(argv if argv is not None else
                                                                              sys.argv[1:])),
@@ -508,6 +527,7 @@ def main(argv=None) -> None:
                         raise
             finally:
                 browser.close()
+    result["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
     write_results(result, args.out)
 
 
