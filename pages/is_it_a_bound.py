@@ -31,6 +31,11 @@ def init(key: str, value) -> None:
         st.session_state[key] = value
 
 
+def default_x_code(width: int) -> int:
+    """The clean x the lab starts from at D = ``width``: 1010… (as a code)."""
+    return int(("10" * 5)[:width], 2)
+
+
 def randomise_seed() -> None:
     st.session_state["bl_seed"] = int(np.random.default_rng().integers(0, 10_000))
 
@@ -68,7 +73,7 @@ def exact_lab() -> None:
     width = int(st.session_state["bl_D"])
     x_key = f"bl_x{width}"
     x_text = params.get("x", "10" * 5, cast=str)
-    init(x_key, int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"} else int(("10" * 5)[:width], 2))
+    init(x_key, int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"} else default_x_code(width))
 
     # Every number and figure is computed from the settings the widgets hold (a fragment rerun starts with the
     # moved widget's new value in session state) before anything is drawn, and then the widgets and outputs go
@@ -145,6 +150,14 @@ def exact_lab() -> None:
         figures.show(densities_chart)
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
                    f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
+    # The same for D (a slider stepped with the arrow keys): the neighbouring widths' exact lab, in the background.
+    previous_width, state["bl_previous_width"] = state.get("bl_previous_width"), width
+    if previous_width is not None and previous_width != width:
+        for other in (width + 1, width - 1):
+            if 1 <= other <= boundlab.MAX_PIXELS:
+                cache.prefetch_boundlab_exact((other, *model_args[1:]), int(state.get(f"bl_x{other}",
+                                                                                    default_x_code(other))),
+                                              noise, level, SWEEP_LEVELS)
     # Someone stepping M or K (their number inputs step by one) will likely step again: the neighbours' Monte
     # Carlo estimates start now, in the background. Only then: during a ν slide they would take the CPU from it.
     previous_mk, state["bl_previous_mk"] = state.get("bl_previous_mk"), (num_corruptions, num_samples)

@@ -222,6 +222,13 @@ def _workers() -> int:
     return os.cpu_count() or 1
 
 
+def prefetch_boundlab_exact(model_args: tuple, x_code: int, noise: str, level: float,
+                            levels: tuple[float, ...]) -> None:
+    """Start computing :func:`boundlab_exact` for these settings in the background (a neighbouring D)."""
+    args = (model_args, x_code, noise, level, levels)
+    _prefetch(("boundlab_exact", *args), boundlab_exact, *args)
+
+
 def prefetch_boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
                             num_corruptions: int, num_samples: int, max_corruptions: int, max_samples: int) -> None:
     """Start estimating :func:`boundlab_diwae` for M ± 1 and K ± 1 (the steps of the lab's number inputs), so that

@@ -67,3 +67,18 @@ def test_a_prepared_posterior_panel_is_what_the_page_then_finds(monkeypatch, tin
     found = cache.clean_posterior_fit(path, x_clean, 2, grid, mixture)
     assert len(fits) == 1  # a cache hit
     assert found == fit(model, grid, mixture, seed=2)  # the clean fit is the same whatever the noise
+
+
+def test_stepping_d_finds_the_neighbouring_widths_exact_lab_ready(monkeypatch):
+    st.cache_data.clear()
+    views = []
+    lab_view = boundlab.lab_view
+    monkeypatch.setattr(boundlab, "lab_view", lambda *a, **k: views.append(a[0].num_pixels) or lab_view(*a, **k))
+    wider = (4, *MODEL_ARGS[1:])
+    cache.prefetch_boundlab_exact(wider, 0b1010, "bit-flip", 0.2, LEVELS)
+    wait_for_prefetches()
+    assert views == [4]
+    exact, sweep, densities = cache.boundlab_exact(wider, 0b1010, "bit-flip", 0.2, LEVELS)
+    assert views == [4]  # found, not recomputed
+    model = boundlab.random_tiny_model(4, 1, 0, encoder="linear", encoder_scale=1.5, encoder_sigma=0.5)
+    assert exact["log_px"] == lab_view(model, 0b1010, "bit-flip", 0.2, LEVELS, max_components=12)[0]["log_px"]
