@@ -61,7 +61,8 @@ def notify(problem: str, default=None) -> None:
         return
     seen.add(problem)
     fallback = "" if default is None or default == "" else f"; using the default, {default}"
-    st.toast(f"This link's setting {problem}{fallback}.", icon=":material/link_off:")
+    # long (10 s): a sentence to read, and a page on a busy server may take a few seconds to finish drawing
+    st.toast(f"This link's setting {problem}{fallback}.", icon=":material/link_off:", duration="long")
 
 
 def get(key: str, default: T, cast: Callable[[str], T] | None = None, choices: Sequence[T] | None = None,
