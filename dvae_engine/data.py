@@ -173,15 +173,18 @@ def load_test_split(name: str, data_dir: str | os.PathLike | None = None, downlo
         return load_dataset(name, data_dir, download=download).test
     folder = "MNIST" if name == "mnist" else "FashionMNIST"
     root = resolve_data_dir(data_dir)
-    path = _find_idx(root, folder, _IDX_FILES[1])
-    if path is None:  # the full loader fetches what it can, or says where it looked
+    train_path, test_path = (_find_idx(root, folder, stem) for stem in _IDX_FILES)
+    if train_path is None or test_path is None:  # the full loader fetches what it can, or says where it looked
         return load_dataset(name, data_dir, download=download).test
-    test = (np.arange(256, dtype=np.float32) / 255.0)[read_idx(path).reshape(-1, 784)]
+    test = (np.arange(256, dtype=np.float32) / 255.0)[read_idx(test_path).reshape(-1, 784)]
     rng = np.random.default_rng(SPLIT_SEED)
-    # _binarize draws float32 uniforms for train (50 000 rows), valid (10 000) and then test, in that order;
-    # each float32 takes half of one 64-bit PCG64 output, and both earlier counts are even, so the test draws
-    # start exactly that many outputs in
-    rng.bit_generator.advance(60000 * 784 // 2)
+    # _binarize draws float32 uniforms for the training file's rows (train, then valid) and then test; each
+    # float32 takes half of one 64-bit PCG64 output and rows·784 is even, so the test draws start exactly
+    # rows·784 / 2 outputs in. Only the training file's header is read, for its number of rows.
+    opener = gzip.open if train_path.suffix == ".gz" else open
+    with opener(train_path, "rb") as f:
+        train_rows = int.from_bytes(f.read(8)[4:8], "big")
+    rng.bit_generator.advance(train_rows * 784 // 2)
     return torch.as_tensor(rng.random(test.shape, dtype=np.float32) < test, dtype=torch.float32)
 
 

@@ -37,10 +37,15 @@ def test_mnist_real_files_static_binarization(data_dir):
     assert torch.equal(again.test, data.test)  # one fixed, seeded draw
 
 
-def test_test_split_alone_is_the_full_loaders_test_split(data_dir):
+def test_test_split_alone_is_the_full_loaders_test_split(data_dir, tmp_path):
     # MNIST reads only the test file and skips the binarization stream past train and valid
     assert torch.equal(load_test_split("mnist", data_dir), load_dataset("mnist", data_dir).test)
     assert torch.equal(load_test_split("digits"), load_dataset("digits").test)  # loaded in full
+    # without the training file (whose length places the test draws) it fails like the full loader
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    shutil.copy(data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz", tmp_path / "MNIST" / "raw")
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte"):
+        load_test_split("mnist", tmp_path, download=False)
 
 
 def test_mnist_valid_is_the_last_10k_of_the_training_file(data_dir):
