@@ -144,6 +144,17 @@ def preload_lazy_imports() -> None:
     optimizer.step()
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's scheduling priority by ``nice`` (Linux: a thread id names just this thread, and the
+    OpenMP workers it starts inherit it); elsewhere, or without permission, nothing happens."""
+    if nice > 0 and hasattr(os, "setpriority"):
+        try:
+            thread_id = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + nice))
+        except OSError:
+            pass
+
+
 class JobRegistry:
     """Thread-safe store of training jobs; at most ``max_concurrent`` train at once.
 
@@ -389,13 +400,7 @@ class JobRegistry:
     def _train(self, job_id: str, dataset: Dataset | None) -> None:
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
-        if self.nice > 0 and hasattr(os, "setpriority"):
-            try:  # on Linux, a thread id names just this thread (its OpenMP workers inherit it)
-                thread_id = threading.get_native_id()
-                lower = min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + self.nice)
-                os.setpriority(os.PRIO_PROCESS, thread_id, lower)
-            except OSError:
-                pass
+        lower_thread_priority(self.nice)
         job = self.snapshot(job_id)
         config = job.config
         started = time.time()

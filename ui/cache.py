@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -213,8 +214,6 @@ def boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, lev
 def _workers() -> int:
     """Threads for the lab's Monte Carlo draws: every core while no training job runs in this server and this is a
     page's run, else one (a prefetch leaves the other core to the page)."""
-    import threading
-
     from ui.boot import training_threads
 
     if training_threads() or threading.current_thread().name.startswith("prefetch"):
@@ -339,6 +338,8 @@ def clean_posterior_fit(path: str | Path, x_clean, seed: int, grid, mixture) -> 
 _prefetcher = None
 _prefetching: set = set()  # keys queued or running, so a class moving the same slider queues each value once
 MAX_PREFETCH_QUEUE = 8  # beyond this a prefetch is dropped: it is only a head start
+PREFETCH_NICE = 10  # the prefetch thread's priority below the pages' (Linux nice): it uses only idle time
+_prefetch_thread_state = threading.local()
 
 
 def _prefetch(key: tuple, function, *args) -> None:
@@ -361,7 +362,12 @@ def _prefetch(key: tuple, function, *args) -> None:
 
 
 def _run_prefetch(key, function, args) -> None:
+    from dvae_engine.jobs import lower_thread_priority
+
     torch.set_num_threads(1)  # leave the other core to the page being drawn
+    if not getattr(_prefetch_thread_state, "niced", False):  # once per thread: the pages' runs and the browser first
+        lower_thread_priority(PREFETCH_NICE)
+        _prefetch_thread_state.niced = True
     try:
         function(*args)
     except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import streamlit as st
 
 from dvae_engine import boundlab
@@ -82,3 +83,19 @@ def test_stepping_d_finds_the_neighbouring_widths_exact_lab_ready(monkeypatch):
     assert views == [4]  # found, not recomputed
     model = boundlab.random_tiny_model(4, 1, 0, encoder="linear", encoder_scale=1.5, encoder_sigma=0.5)
     assert exact["log_px"] == lab_view(model, 0b1010, "bit-flip", 0.2, LEVELS, max_components=12)[0]["log_px"]
+
+
+def test_prefetches_run_below_the_pages_priority():
+    import os
+    import threading
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("thread priorities are a Linux feature")
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = []
+    cache._prefetch(("priority probe",), lambda: seen.append(priority()))
+    wait_for_prefetches()
+    page = priority()
+    assert seen == [min(19, page + cache.PREFETCH_NICE)]
