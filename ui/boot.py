@@ -89,9 +89,12 @@ def warm_up_in_background() -> None:
 
 def _warm_up() -> None:
     global _modules_at_freeze
-    import torch
+    from dvae_engine.jobs import lower_thread_priority
+    from ui.cache import PREFETCH_NICE
 
-    torch.set_num_threads(1)  # leave the other core to whoever is being served meanwhile
+    # whoever is being served meanwhile goes first (not torch.set_num_threads(1): later script runs, each a new
+    # thread, would inherit it)
+    lower_thread_priority(PREFETCH_NICE)
     try:
         from dvae_engine import analysis, boundlab, semi_implicit  # noqa: F401 - imported for their import cost
         from ui import boundlab_figures, bridge_view, cache, figures, inputs, training_view  # noqa: F401

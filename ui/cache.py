@@ -364,7 +364,9 @@ def _prefetch(key: tuple, function, *args) -> None:
 def _run_prefetch(key, function, args) -> None:
     from dvae_engine.jobs import lower_thread_priority
 
-    torch.set_num_threads(1)  # leave the other core to the page being drawn
+    # Priority, not fewer threads, keeps this out of the pages' way: torch.set_num_threads here would also become
+    # the thread count of every script run started after it (each rerun is a new thread, and new threads take the
+    # last value set anywhere), leaving the pages' own torch work on one core.
     if not getattr(_prefetch_thread_state, "niced", False):  # once per thread: the pages' runs and the browser first
         lower_thread_priority(PREFETCH_NICE)
         _prefetch_thread_state.niced = True
