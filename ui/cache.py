@@ -346,9 +346,9 @@ def _prefetch(key: tuple, function, *args) -> None:
     """Compute ``function(*args)`` (an ``st.cache_data`` function; ``key`` names the value, hashable) in the one
     background thread, so the page that asks for it next finds it cached.
 
-    At most one core is used whatever the number of sessions (the other is left to the pages being drawn);
-    a page asking for a value still being computed waits for it (``st.cache_data`` computes each value once)
-    rather than starting again.
+    One thread whatever the number of sessions, at nice +10, so it works in the time the pages being drawn
+    (and the browser) leave; a page asking for a value still being computed waits for it (``st.cache_data``
+    computes each value once) rather than starting again.
     """
     global _prefetcher
     from concurrent.futures import ThreadPoolExecutor
