@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .corruption import corrupt
 from .models import LOG_2PI, VAE
@@ -321,44 +322,157 @@ class PosteriorGrid:
 
 @torch.no_grad()
 def log_joint_at(model: VAE, x_clean: torch.Tensor, z: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    """log p(x|z) + log p(z) for one image ``(D,)`` at latents ``(P, latent)``: ``(P,)`` on the CPU."""
+    """log p(x|z) + log p(z) for one image ``(D,)`` at latents ``(P, latent)``: ``(P,)`` float64 on the CPU."""
     device = _device(model)
-    x = torch.as_tensor(x_clean, dtype=torch.float32).reshape(1, -1).to(device)  # (1, D)
+    x = torch.as_tensor(x_clean, dtype=torch.float32).reshape(-1).to(device)  # (D,)
     out = []
     for start in range(0, len(z), batch_size):
         zb = z[start:start + batch_size].to(device=device, dtype=torch.float32)  # (P_b, latent)
-        out.append((model.log_likelihood(x, zb) + model.log_prior(zb)).cpu())
+        if model.spec.likelihood == "bernoulli":
+            # Σ_d x_d l_d − softplus(l_d) with x shared by every z: a matrix-vector product and one softplus pass
+            logits = model.decoder(zb)  # (P_b, D)
+            log_px_z = logits @ x - F.softplus(logits).sum(-1)
+        else:
+            log_px_z = model.log_likelihood(x, zb)
+        out.append((log_px_z.double() + model.log_prior(zb).double()).cpu())
     return torch.cat(out)
+
+
+def _grid_points(z1: np.ndarray, z2: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2), dtype=torch.float32)  # (G2·G1, 2)
 
 
 def _grid_log_joint(model, x, lo1, hi1, lo2, hi2, size1, size2):
     z1 = np.linspace(lo1, hi1, size1)
     z2 = np.linspace(lo2, hi2, size2)
-    pts = np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2)  # (G2·G1, 2)
-    log_joint = log_joint_at(model, x, torch.as_tensor(pts, dtype=torch.float32)).double().numpy()
+    log_joint = log_joint_at(model, x, _grid_points(z1, z2)).numpy()
     return z1, z2, log_joint.reshape(size2, size1)
+
+
+@dataclass(frozen=True)
+class DecoderGrid:
+    """A Bernoulli decoder evaluated once on a fixed grid of a 2-D latent space, so that log p(x, z) on that
+    grid, for any image x, is one matrix-vector product.
+
+    With logits l(z) = W h(z) + b (h: the last hidden layer),
+    log p(x|z) = Σ_d x_d l_d(z) − softplus(l_d(z)) = h(z)·(Wᵀx) + b·x − Σ_d softplus(l_d(z)),
+    and the last sum does not depend on x. Built by :func:`decoder_grid`; about 13 MB for a 128² grid of
+    a 200-unit decoder.
+    """
+
+    z1: np.ndarray  # (G1,)
+    z2: np.ndarray  # (G2,)
+    hidden: torch.Tensor  # (G2·G1, H) float32, h(z)
+    weight: torch.Tensor  # (D, H)
+    bias: torch.Tensor  # (D,)
+    log_prior_minus_norm: torch.Tensor  # (G2·G1,) float64: log p(z) − Σ_d softplus(l_d(z))
+
+    def points(self) -> np.ndarray:
+        """The grid's z as ``(G2, G1, 2)``."""
+        return np.stack(np.meshgrid(self.z1, self.z2), axis=-1)
+
+    def covers(self, extent: float) -> bool:
+        """Whether the grid holds the square [−extent, extent]²."""
+        return self.z1[0] <= -extent and self.z1[-1] >= extent and self.z2[0] <= -extent and self.z2[-1] >= extent
+
+    @torch.no_grad()
+    def log_joint(self, x_clean: torch.Tensor) -> np.ndarray:
+        """log p(x, z) on the grid for one image ``(D,)``: ``(G2, G1)`` float64."""
+        x = torch.as_tensor(x_clean, dtype=torch.float32).reshape(-1).to(self.weight.device)  # (D,)
+        x_dot_logits = self.hidden @ (self.weight.t() @ x) + self.bias @ x  # (G2·G1,)
+        log_joint = x_dot_logits.double().cpu() + self.log_prior_minus_norm
+        return log_joint.numpy().reshape(len(self.z2), len(self.z1))
+
+
+@torch.no_grad()
+def decoder_grid(model: VAE, extent: float = 6.0, size: int = 128, batch_size: int = 4096) -> DecoderGrid | None:
+    """:class:`DecoderGrid` of a 2-D latent Bernoulli model on ``size``² points over [−extent, extent]², or None
+    where it does not apply (a Gaussian decoder). ``true_posterior_grid(..., decoder_grid=…)`` uses it for its
+    coarse search, which then costs no decoder pass."""
+    if model.latent_dim != 2 or model.spec.likelihood != "bernoulli":
+        return None
+    body, last = model.decoder[:-1], model.decoder[-1]
+    z1 = np.linspace(-extent, extent, size)
+    points = _grid_points(z1, z1).to(_device(model))  # (G², 2)
+    hidden, log_norm = [], []
+    for start in range(0, len(points), batch_size):
+        h = body(points[start:start + batch_size])  # (P_b, H)
+        hidden.append(h)
+        log_norm.append(F.softplus(last(h)).sum(-1).double())
+    log_prior = model.log_prior(points).double()
+    return DecoderGrid(z1, z1.copy(), torch.cat(hidden), last.weight.detach(), last.bias.detach(),
+                       (log_prior - torch.cat(log_norm)).cpu())
+
+
+# The adaptive fine grid: 21², 41², 81², 161², 321² points (each holds the previous one as every other point).
+FIRST_GRID_SIZE = 21
+MAX_GRID_SIZE = 321
+FOCUS_SIZE = 11  # points per axis on each focus box (the encoder's ±5σ), where a sharp posterior may hide
+REFINE_SIZE = 25  # points per axis, at least, of the grid that tightens the coarse search's box
+
+
+def _mass_box(grids, mass_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The box around the densest cells of ``grids`` (``(z1, z2, log_joint)`` triples) that together hold all but
+    ``mass_threshold`` of the mass seen on them, padded by one of each cell's grid steps."""
+    log_density, log_mass, points, steps = [], [], [], []
+    for z1, z2, log_joint in grids:
+        step = np.array([z1[1] - z1[0], z2[1] - z2[0]])
+        log_density.append(log_joint.ravel())
+        log_mass.append(log_joint.ravel() + math.log(step[0] * step[1]))
+        points.append(np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2))
+        steps.append(np.broadcast_to(step, (log_joint.size, 2)))
+    order = np.argsort(-np.concatenate(log_density))
+    mass = np.exp(np.concatenate(log_mass)[order] - np.max(np.concatenate(log_mass)))
+    cumulative = np.cumsum(mass)
+    keep = order[:np.searchsorted(cumulative, (1.0 - mass_threshold) * cumulative[-1]) + 1]
+    points, steps = np.concatenate(points)[keep], np.concatenate(steps)[keep]  # (kept, 2)
+    return (points - steps).min(axis=0), (points + steps).max(axis=0)
+
+
+def _refined_log_joint(model, x, z1: np.ndarray, z2: np.ndarray, coarser: np.ndarray) -> np.ndarray:
+    """log p(x, z) on the grid ``z1`` × ``z2``, where every other point of it is the coarser grid's ``coarser``."""
+    out = np.empty((len(z2), len(z1)))
+    out[::2, ::2] = coarser
+    new = np.ones(out.shape, dtype=bool)
+    new[::2, ::2] = False
+    rows, cols = np.nonzero(new)
+    points = torch.as_tensor(np.stack([z1[cols], z2[rows]], axis=-1), dtype=torch.float32)  # (P, 2)
+    out[rows, cols] = log_joint_at(model, x, points).numpy()
+    return out
+
+
+def _evidence_and_entropy(log_joint: np.ndarray, cell_area: float) -> tuple[float, float]:
+    """log p(x) by the midpoint rule and the entropy of p(z|x) on that grid, nats."""
+    log_evidence = _logsumexp(log_joint) + math.log(cell_area)
+    log_posterior = log_joint - log_evidence
+    return log_evidence, float(-(np.exp(log_posterior) * log_posterior).sum() * cell_area)
 
 
 def true_posterior_grid(
     model: VAE,
     x_clean: torch.Tensor,
-    grid_size: int = 121,
-    coarse_size: int = 64,
+    grid_size: int | None = None,
+    coarse_size: int = 128,
     coarse_extent: float = 6.0,
     focus: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     mass_threshold: float = 1e-6,
+    tolerance: float = 1e-4,
+    decoder_grid: DecoderGrid | None = None,
 ) -> PosteriorGrid:
     """The true posterior p(z|x) ∝ p(x|z) p(z) of a 2-D latent model, normalised on a grid.
 
-    Two passes. A coarse ``coarse_size``² grid over [−E, E]² (E = ``coarse_extent``,
-    widened to hold every focus box) finds where the posterior has mass: cells
-    holding more than ``mass_threshold`` of it, padded by one coarse cell. The
-    fine ``grid_size``² grid covers that box together with the ±5σ boxes of the
-    Gaussians in ``focus`` (default: the clean q(z|x) of the model's own
-    encoder), so a sharp posterior still gets many cells. The normaliser is the
-    midpoint rule on the fine grid in log space,
-    log p(x) ≈ logsumexp_ij log p(x, z_ij) + log ΔA, which neglects the mass
-    outside the box (at most ~``mass_threshold`` of it as seen on the coarse grid).
+    1. Search: a coarse ``coarse_size``² grid over [−E, E]² (E = ``coarse_extent``, widened to hold every
+       focus box; ``decoder_grid``, if it covers that square, stands in for it) and a small grid on each
+       Gaussian in ``focus`` (±5σ; default: the clean q(z|x) of the model's own encoder, where a posterior
+       too sharp for the coarse grid still shows). The box holds the densest cells that
+       together carry all but ``mass_threshold`` of the mass seen, padded by one cell.
+    2. Tighten: a grid on that box (at least as fine as the coarse one) gives the box again.
+    3. Integrate: a regular grid on the tight box. The normaliser is the midpoint rule in log space,
+       log p(x) ≈ logsumexp_ij log p(x, z_ij) + log ΔA, which neglects the mass outside the box
+       (~``mass_threshold`` of it). With ``grid_size`` that grid has ``grid_size``² points;
+       without it, 21² points, then 41², 81², … up to 321² (each reusing the last), until log p(x) and the
+       entropy of p(z|x) both move by at most ``tolerance`` nats from one to the next, or have just
+       collapsed so that the next move would (change² ≤ ``tolerance`` × the change before).
     """
     if model.latent_dim != 2:
         raise ValueError(f"the grid posterior needs a 2-D latent space; this model has {model.latent_dim}")
@@ -373,19 +487,39 @@ def true_posterior_grid(
         boxes.append(np.stack([loc - half, loc + half]))  # (2 [lo, hi], 2 [z1, z2])
     extent = max([coarse_extent] + [float(np.abs(b).max()) for b in boxes])
 
-    z1, z2, coarse = _grid_log_joint(model, x, -extent, extent, -extent, extent, coarse_size, coarse_size)
-    mass = np.exp(coarse - coarse.max())
-    mass /= mass.sum()
-    rows, cols = np.nonzero(mass > mass_threshold)
-    step = z1[1] - z1[0]
-    lo = np.array([z1[cols.min()], z2[rows.min()]]) - step
-    hi = np.array([z1[cols.max()], z2[rows.max()]]) + step
-    for box in boxes:
-        lo, hi = np.minimum(lo, box[0]), np.maximum(hi, box[1])
-    z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], grid_size, grid_size)
-    cell_area = (z1[1] - z1[0]) * (z2[1] - z2[0])
-    log_evidence = float(_logsumexp(fine) + math.log(cell_area))
-    return PosteriorGrid(z1, z2, fine, log_evidence)
+    if decoder_grid is not None and decoder_grid.covers(extent):
+        search = [(decoder_grid.z1, decoder_grid.z2, decoder_grid.log_joint(x))]
+    else:
+        search = [_grid_log_joint(model, x, -extent, extent, -extent, extent, coarse_size, coarse_size)]
+    search += [_grid_log_joint(model, x, b[0, 0], b[1, 0], b[0, 1], b[1, 1], FOCUS_SIZE, FOCUS_SIZE) for b in boxes]
+    lo, hi = _mass_box(search, mass_threshold)
+    coarse_step = search[0][0][1] - search[0][0][0]
+    sizes = [max(REFINE_SIZE, int(math.ceil((hi - lo)[k] / coarse_step)) + 1) for k in range(2)]
+    lo, hi = _mass_box([_grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], *sizes)], mass_threshold)
+
+    if grid_size is not None:
+        z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], grid_size, grid_size)
+        log_evidence = _evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0]))[0]
+        return PosteriorGrid(z1, z2, fine, log_evidence)
+    size = FIRST_GRID_SIZE
+    z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], size, size)
+    estimate = np.array(_evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0])))
+    change = None
+    while size < MAX_GRID_SIZE:
+        size = 2 * size - 1
+        z1, z2 = np.linspace(lo[0], hi[0], size), np.linspace(lo[1], hi[1], size)
+        fine = _refined_log_joint(model, x, z1, z2, fine)
+        previous, estimate = estimate, np.array(_evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0])))
+        change, last_change = np.abs(estimate - previous), change
+        if np.all(change <= tolerance):
+            break
+        # The midpoint rule on a smooth, decaying integrand converges faster than geometrically once the cells
+        # resolve it (halving the cell raises the error to about its 4th power), so when the change has just
+        # collapsed, the newest estimate's own error is below change²/last change: no need for a finer grid.
+        if last_change is not None and np.all(change <= 100 * tolerance) and np.all(
+                change**2 <= tolerance * np.maximum(last_change, change)):
+            break
+    return PosteriorGrid(z1, z2, fine, float(estimate[0]))
 
 
 def _logsumexp(a: np.ndarray) -> float:

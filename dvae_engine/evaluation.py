@@ -135,14 +135,18 @@ def mixture_is_per_example(
 
 
 @torch.no_grad()
-def exact_log_px_2d(model: VAE, x: torch.Tensor, grid_size: int = 241) -> torch.Tensor:
-    """log p(x) by quadrature over the 2-D latent plane, per row of ``x``: ``(batch,)`` float64."""
+def exact_log_px_2d(model: VAE, x: torch.Tensor, grid_size: int | None = 241) -> torch.Tensor:
+    """log p(x) by quadrature over the 2-D latent plane, per row of ``x``: ``(batch,)`` float64.
+
+    ``grid_size``: points per axis of the final grid, or None for the adaptive one
+    (:func:`analysis.true_posterior_grid`)."""
     if model.latent_dim != 2:
         raise ValueError(f"quadrature needs a 2-D latent space; this model has {model.latent_dim}")
-    from .analysis import true_posterior_grid
+    from .analysis import decoder_grid, true_posterior_grid
 
-    return torch.tensor([true_posterior_grid(model, xi.cpu(), grid_size=grid_size).log_evidence for xi in x],
-                        dtype=torch.float64)
+    search = decoder_grid(model)  # the coarse search for every row, computed once
+    return torch.tensor([true_posterior_grid(model, xi.cpu(), grid_size=grid_size, decoder_grid=search).log_evidence
+                         for xi in x], dtype=torch.float64)
 
 
 NLL_KEYS = ("nll_exact", "nll_mix", "nll_is")  # in order of preference for comparing models

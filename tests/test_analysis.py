@@ -252,6 +252,54 @@ def test_mixture_log_density_matches_the_per_component_sum_in_float64():
     np.testing.assert_allclose(got.double(), direct, rtol=2**-23, atol=0)
 
 
+def test_grid_posterior_of_a_linear_gaussian_model_is_exact_on_the_adaptive_grid(linear_gaussian):
+    model, x, post_mean, post_cov, evidence = linear_gaussian
+    grid = A.true_posterior_grid(model, x)  # no grid_size: grows until log p(x) and the entropy settle
+    # the midpoint rule on a Gaussian converges faster than any power of the cell size, so once two nested grids
+    # agree to the tolerance (1e-4) the finer one is far closer; what is left is the mass outside the box (~1e-6)
+    assert grid.log_evidence == pytest.approx(evidence, abs=1e-4)
+    mass = np.exp(grid.log_posterior) * grid.cell_area
+    mean = (mass[..., None] * grid.points()).sum((0, 1))
+    np.testing.assert_allclose(mean, post_mean, atol=1e-4)
+
+
+def test_decoder_grid_gives_the_log_joint_of_any_image_by_one_product(digits):
+    model = tiny_model(latent_dim=2, input_dim=digits.test.shape[1])
+    search = A.decoder_grid(model, extent=3.0, size=17)
+    assert search.hidden.shape == (17 * 17, 16) and search.covers(3.0) and not search.covers(3.5)
+    points = torch.as_tensor(search.points().reshape(-1, 2), dtype=torch.float32)
+    for x in digits.test[:3]:
+        direct = A.log_joint_at(model, x, points).numpy().reshape(17, 17)
+        with torch.no_grad():
+            logits = model.decoder(points).double()
+        # both sum 784 float32 terms (x·l and softplus(l)) in different orders: each sum is off by at most about
+        # log2(784) float32 roundings (2^-24) of the sum of the terms' sizes
+        scale = ((x.double() * logits).abs() + torch.nn.functional.softplus(logits)).sum(-1).numpy().reshape(17, 17)
+        assert np.all(np.abs(search.log_joint(x) - direct) <= 2 * 10 * 2**-24 * scale)
+    assert A.decoder_grid(tiny_model(latent_dim=3)) is None
+    assert A.decoder_grid(tiny_model(latent_dim=2, likelihood="gaussian")) is None
+
+
+def test_grid_posterior_is_the_same_with_or_without_the_decoder_grid(tiny_checkpoints, digits):
+    model = load_checkpoint(tiny_checkpoints / "digits-vae-2d.pt").model
+    search = A.decoder_grid(model)
+    for x in digits.test[:4]:
+        direct, fast = A.true_posterior_grid(model, x), A.true_posterior_grid(model, x, decoder_grid=search)
+        # each is within the adaptive tolerance (1e-4) of the converged value
+        assert fast.log_evidence == pytest.approx(direct.log_evidence, abs=2e-4)
+
+
+def test_mass_box_of_a_standard_normal_holds_all_but_the_threshold():
+    z = np.linspace(-8, 8, 321)
+    log_density = -0.5 * (z[None] ** 2 + z[:, None] ** 2) - math.log(2 * math.pi)  # (G2, G1)
+    lo, hi = A._mass_box([(z, z, log_density)], 1e-6)
+    # the densest cells holding 1 − ε of N(0, I) form a disc of radius √(2 ln 1/ε); the box around it is padded
+    # by one cell, and the cut falls within a cell of the radius
+    radius, step = math.sqrt(2 * math.log(1e6)), z[1] - z[0]
+    for corner in (-lo, hi):
+        assert np.all(np.abs(corner - radius - step) <= step)
+
+
 def test_grid_posterior_needs_a_two_dimensional_latent():
     with pytest.raises(ValueError, match="2-D latent"):
         A.true_posterior_grid(tiny_model(latent_dim=3), torch.zeros(64))

@@ -80,8 +80,15 @@ def offline_datasets() -> dict[str, bool]:
 @st.cache_data(show_spinner=False)
 def test_images(name: str, count: int = 2000) -> torch.Tensor | None:
     """A fixed random subset of a dataset's clean test split (the test split may be sorted by class)."""
+    subset = _test_subset(name, count)
+    return None if subset is None else subset.clone()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _test_subset(name: str, count: int = 2000) -> torch.Tensor | None:
+    """:func:`test_images` shared, not copied: for the pages' row lookups (read-only)."""
     test = _test_split(name)
-    return None if test is None else random_rows(test, count).clone()
+    return None if test is None else random_rows(test, count)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -268,10 +275,9 @@ def boundlab_counterexample(a_values: tuple[float, ...], num_corruptions: int, n
 
 # --- Posterior, Reconstructions and Samples pages (dvae_engine.analysis) -------------------------
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def test_image_rows(name: str, start: int, count: int) -> torch.Tensor | None:
-    """Rows ``start:start+count`` of :func:`test_images` (small, so reruns copy little); None offline."""
-    images = test_images(name)
+    """Rows ``start:start+count`` of :func:`test_images` (a copy of those rows only); None offline."""
+    images = _test_subset(name)
     return None if images is None else images[start:start + count].clone()
 
 
@@ -306,11 +312,27 @@ def latent_projection(path: str | Path):
     return _latent_projection(str(path), path.stat().st_mtime)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _decoder_grid(path: str, mtime: float):
+    from dvae_engine import analysis
+
+    return analysis.decoder_grid(load_model(path).model)
+
+
+def decoder_grid(path: str | Path):
+    """The model's decoder on a fixed coarse grid of its 2-D latent space (:func:`analysis.decoder_grid`, ~13 MB,
+    read-only): the true posterior's search for any image is then one matrix-vector product. None if it does
+    not apply."""
+    path = Path(path)
+    return _decoder_grid(str(path), path.stat().st_mtime)
+
+
 @st.cache_data(show_spinner="Evaluating the true posterior on a grid…", max_entries=64)
 def _true_posterior(path: str, mtime: float, x_clean):
     from dvae_engine import analysis
 
-    return analysis.true_posterior_grid(load_model(path).model, torch.as_tensor(x_clean))
+    return analysis.true_posterior_grid(load_model(path).model, torch.as_tensor(x_clean),
+                                        decoder_grid=decoder_grid(path))
 
 
 def true_posterior(path: str | Path, x_clean):
@@ -381,7 +403,7 @@ def _run_prefetch(key, function, args) -> None:
 def prefetch_true_posteriors(paths, dataset_name: str, index: int, seed: int) -> None:
     """Start computing, for test images ``index`` ± 1 and these 2-D models, the true posterior and the clean
     q(z|x)'s fit to it (with this ``seed``), so that stepping to the next or previous image finds them ready
-    (the grid costs a few hundred ms per model and image on a small CPU)."""
+    (the grid and the fit cost tens of ms per model and image on a small CPU)."""
     count = test_image_count(dataset_name)
     for neighbour in (index + 1, index - 1):
         if 0 <= neighbour < count:
