@@ -491,7 +491,8 @@ def true_posterior_grid(
         search = [(decoder_grid.z1, decoder_grid.z2, decoder_grid.log_joint(x))]
     else:
         search = [_grid_log_joint(model, x, -extent, extent, -extent, extent, coarse_size, coarse_size)]
-    search += [_grid_log_joint(model, x, b[0, 0], b[1, 0], b[0, 1], b[1, 1], FOCUS_SIZE, FOCUS_SIZE) for b in boxes]
+    search += [_grid_log_joint(model, x, b[0, 0], b[1, 0], b[0, 1], b[1, 1], FOCUS_SIZE, FOCUS_SIZE)
+               for b in boxes if np.all(b[1] > b[0])]  # a zero-width box (σ underflowed to 0) has no cells
     lo, hi = _mass_box(search, mass_threshold)
     coarse_step = search[0][0][1] - search[0][0][0]
     sizes = [max(REFINE_SIZE, int(math.ceil((hi - lo)[k] / coarse_step)) + 1) for k in range(2)]
