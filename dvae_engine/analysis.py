@@ -304,6 +304,7 @@ class PosteriorGrid:
     z2: np.ndarray  # (G2,)
     log_joint: np.ndarray  # (G2, G1), log p(x, z) in nats
     log_evidence: float  # log p(x) ≈ log Σ_cells p(x, z) ΔA (midpoint rule), nats
+    converged: bool = True  # False: the adaptive grid reached its largest size with log p(x) still moving
 
     @property
     def cell_area(self) -> float:
@@ -472,7 +473,8 @@ def true_posterior_grid(
        (~``mass_threshold`` of it). With ``grid_size`` that grid has ``grid_size``² points;
        without it, 21² points, then 41², 81², … up to 321² (each reusing the last), until log p(x) and the
        entropy of p(z|x) both move by at most ``tolerance`` nats from one to the next, or have just
-       collapsed so that the next move would (change² ≤ ``tolerance`` × the change before).
+       collapsed so that the next move would (change² ≤ ``tolerance`` × the change before). If neither
+       happens by 321², the result says so (``converged`` False).
     """
     if model.latent_dim != 2:
         raise ValueError(f"the grid posterior needs a 2-D latent space; this model has {model.latent_dim}")
@@ -491,12 +493,15 @@ def true_posterior_grid(
         search = [(decoder_grid.z1, decoder_grid.z2, decoder_grid.log_joint(x))]
     else:
         search = [_grid_log_joint(model, x, -extent, extent, -extent, extent, coarse_size, coarse_size)]
-    search += [_grid_log_joint(model, x, b[0, 0], b[1, 0], b[0, 1], b[1, 1], FOCUS_SIZE, FOCUS_SIZE)
-               for b in boxes if np.all(b[1] > b[0])]  # a zero-width box (σ underflowed to 0) has no cells
-    lo, hi = _mass_box(search, mass_threshold)
+    # a box too narrow for float64 to hold FOCUS_SIZE distinct points (σ underflowing to 0) has no cells
+    focus_grids = [_grid_log_joint(model, x, b[0, 0], b[1, 0], b[0, 1], b[1, 1], FOCUS_SIZE, FOCUS_SIZE)
+                   for b in boxes if np.all(b[1] - b[0] > 1e-9 * (1.0 + np.abs(b).max(axis=0)))]
+    lo, hi = _mass_box(search + focus_grids, mass_threshold)
     coarse_step = search[0][0][1] - search[0][0][0]
     sizes = [max(REFINE_SIZE, int(math.ceil((hi - lo)[k] / coarse_step)) + 1) for k in range(2)]
-    lo, hi = _mass_box([_grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], *sizes)], mass_threshold)
+    # the focus grids again: a mode too sharp for the tightening grid's cells would otherwise drop out of the box
+    tighten = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], *sizes)
+    lo, hi = _mass_box([tighten, *focus_grids], mass_threshold)
 
     if grid_size is not None:
         z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], grid_size, grid_size)
@@ -505,7 +510,7 @@ def true_posterior_grid(
     size = FIRST_GRID_SIZE
     z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], size, size)
     estimate = np.array(_evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0])))
-    change = None
+    change, converged = None, False
     while size < MAX_GRID_SIZE:
         size = 2 * size - 1
         z1, z2 = np.linspace(lo[0], hi[0], size), np.linspace(lo[1], hi[1], size)
@@ -513,14 +518,16 @@ def true_posterior_grid(
         previous, estimate = estimate, np.array(_evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0])))
         change, last_change = np.abs(estimate - previous), change
         if np.all(change <= tolerance):
+            converged = True
             break
         # The midpoint rule on a smooth, decaying integrand converges faster than geometrically once the cells
         # resolve it (halving the cell raises the error to about its 4th power), so when the change has just
         # collapsed, the newest estimate's own error is below change²/last change: no need for a finer grid.
         if last_change is not None and np.all(change <= 100 * tolerance) and np.all(
                 change**2 <= tolerance * np.maximum(last_change, change)):
+            converged = True
             break
-    return PosteriorGrid(z1, z2, fine, float(estimate[0]))
+    return PosteriorGrid(z1, z2, fine, float(estimate[0]), converged)
 
 
 def _logsumexp(a: np.ndarray) -> float:

@@ -110,14 +110,14 @@ def posterior() -> None:
                                            hpd=analysis.hpd_coverage)
             download = functools.partial(lambda *a, **k: figures.plotly().posterior_figure(*a, **k), projected,
                                          title, true_grid=grid, comparison=comparison, hpd=analysis.hpd_coverage)
-        panels.append((path, ck, mixture, comparison, fig, download))
+        panels.append((path, ck, mixture, grid, comparison, fig, download))
 
     figures.show(copies)
     st.caption(f"Input: {source_caption}. The first {len(shown)} of N = {num_copies} corrupted copies "
                f"({inputs.NOISE_LABELS.get(noise, noise)}, level {level:g}, seed {seed}); "
                "every encoder sees the same copies.")
     columns = st.columns(2)  # half width even for one encoder: the plane stays square-ish on a projector
-    for (path, ck, mixture, comparison, fig, download), column in zip(panels, columns):
+    for (path, ck, mixture, grid, comparison, fig, download), column in zip(panels, columns):
         with column:
             figures.show(fig)  # SVG on the page; the download is plotly's interactive figure, built when clicked
             figures.html_download(download, f"posterior-{path.stem}", f"posterior_{cache.checkpoint_id(path)}")
@@ -134,6 +134,10 @@ def posterior() -> None:
                     f"log p(x) by quadrature on the grid: **{comparison.log_evidence:.2f} nats**. Lower KL is "
                     "better; 0 means the approximation is exact."
                 )
+                if not grid.converged:
+                    st.warning("The grid reached its finest size (321²) with log p(x) still moving by more than "
+                               "1e-4 nats between refinements: these grid numbers are approximate.",
+                               icon=":material/warning:")
 
     index = inputs.test_image_index("posterior_input")
     flat = [path for path, ck in chosen if ck.model.latent_dim == 2]

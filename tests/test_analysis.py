@@ -289,6 +289,47 @@ def test_grid_posterior_is_the_same_with_or_without_the_decoder_grid(tiny_checkp
         assert fast.log_evidence == pytest.approx(direct.log_evidence, abs=2e-4)
 
 
+class MixtureJoint(VAE):
+    """A 2-D model whose joint p(x, z) is a mixture of isotropic Gaussians in z (weights sum to 1): log p(x) = 0."""
+
+    def __init__(self, components: list[tuple[float, tuple[float, float], float]]) -> None:
+        super().__init__(ModelSpec(4, latent_dim=2, hidden_units=4, likelihood="gaussian"))
+        self.components = components
+
+    def log_likelihood(self, x, z):
+        z = z.double()
+        terms = [math.log(w) - 0.5 * (((z - torch.tensor(m, dtype=torch.float64)) / sd) ** 2).sum(-1)
+                 - math.log(2 * math.pi * sd**2) for w, m, sd in self.components]
+        return (torch.logsumexp(torch.stack(terms), 0) - self.log_prior(z)).float()
+
+    @staticmethod
+    def log_prior(z):
+        return -0.5 * (2 * LOG_2PI + (z.double() ** 2).sum(-1)).float()
+
+
+def test_grid_box_keeps_a_sharp_mode_only_the_encoder_box_sees():
+    sharp = (3.0137, 0.0241)  # between the coarse grid's points, far narrower than its cells
+    model = MixtureJoint([(0.5, (-2.0, 0.0), 0.5), (0.5, sharp, 0.005)])
+    grid = A.true_posterior_grid(model, torch.zeros(4), focus=[(torch.tensor(sharp), torch.tensor([0.005**2] * 2))])
+    assert grid.z1[0] < -2.0 - 5 * 0.5 and grid.z1[-1] > sharp[0] + 5 * 0.005  # both modes inside the box
+
+
+def test_grid_says_when_its_largest_size_has_not_settled(monkeypatch):
+    model = MixtureJoint([(1.0, (0.3, -0.2), 0.05)])
+    focus = [(torch.tensor([0.3, -0.2]), torch.tensor([0.05**2] * 2))]
+    settled = A.true_posterior_grid(model, torch.zeros(4), focus=focus)
+    assert settled.converged and settled.log_evidence == pytest.approx(0.0, abs=1e-4)
+    monkeypatch.setattr(A, "FIRST_GRID_SIZE", 3)  # 3², then 5²: far too coarse to agree to 1e-4
+    monkeypatch.setattr(A, "MAX_GRID_SIZE", 5)
+    assert not A.true_posterior_grid(model, torch.zeros(4), focus=focus).converged
+
+
+def test_grid_ignores_a_focus_box_too_narrow_for_float64():
+    model = MixtureJoint([(1.0, (1.0, -0.5), 0.3)])
+    grid = A.true_posterior_grid(model, torch.zeros(4), focus=[(torch.tensor([4.0, 4.0]), torch.tensor([4e-32] * 2))])
+    assert grid.log_evidence == pytest.approx(0.0, abs=1e-4)
+
+
 def test_mass_box_of_a_standard_normal_holds_all_but_the_threshold():
     z = np.linspace(-8, 8, 321)
     log_density = -0.5 * (z[None] ** 2 + z[:, None] ** 2) - math.log(2 * math.pi)  # (G2, G1)
