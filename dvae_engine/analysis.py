@@ -292,6 +292,11 @@ def project_posterior(
 # --- the true posterior of a 2-D latent model ---------------------------------------------------
 
 
+def grid_mesh(z1, z2) -> np.ndarray:
+    """The points of ``z1`` × ``z2`` as ``(G2, G1, 2)``: row j is z₂ = ``z2[j]``, column i is z₁ = ``z1[i]``."""
+    return np.stack(np.meshgrid(z1, z2), axis=-1)
+
+
 @dataclass
 class PosteriorGrid:
     """log p(x, z) = log p(x|z) + log p(z) on a regular grid of a 2-D latent space.
@@ -317,8 +322,7 @@ class PosteriorGrid:
 
     def points(self) -> np.ndarray:
         """The grid's z as ``(G2, G1, 2)``."""
-        z1, z2 = np.meshgrid(self.z1, self.z2)
-        return np.stack([z1, z2], axis=-1)
+        return grid_mesh(self.z1, self.z2)
 
 
 @torch.no_grad()
@@ -340,7 +344,7 @@ def log_joint_at(model: VAE, x_clean: torch.Tensor, z: torch.Tensor, batch_size:
 
 
 def _grid_points(z1: np.ndarray, z2: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2), dtype=torch.float32)  # (G2·G1, 2)
+    return torch.as_tensor(grid_mesh(z1, z2).reshape(-1, 2), dtype=torch.float32)  # (G2·G1, 2)
 
 
 def _grid_log_joint(model, x, lo1, hi1, lo2, hi2, size1, size2):
@@ -370,7 +374,7 @@ class DecoderGrid:
 
     def points(self) -> np.ndarray:
         """The grid's z as ``(G2, G1, 2)``."""
-        return np.stack(np.meshgrid(self.z1, self.z2), axis=-1)
+        return grid_mesh(self.z1, self.z2)
 
     def covers(self, extent: float) -> bool:
         """Whether the grid holds the square [−extent, extent]²."""
@@ -420,7 +424,7 @@ def _mass_box(grids, mass_threshold: float) -> tuple[np.ndarray, np.ndarray]:
         step = np.array([z1[1] - z1[0], z2[1] - z2[0]])
         log_density.append(log_joint.ravel())
         log_mass.append(log_joint.ravel() + math.log(step[0] * step[1]))
-        points.append(np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2))
+        points.append(grid_mesh(z1, z2).reshape(-1, 2))
         steps.append(np.broadcast_to(step, (log_joint.size, 2)))
     order = np.argsort(-np.concatenate(log_density))
     mass = np.exp(np.concatenate(log_mass)[order] - np.max(np.concatenate(log_mass)))
@@ -505,7 +509,7 @@ def true_posterior_grid(
 
     if grid_size is not None:
         z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], grid_size, grid_size)
-        log_evidence = _evidence_and_entropy(fine, (z1[1] - z1[0]) * (z2[1] - z2[0]))[0]
+        log_evidence = _logsumexp(fine) + math.log((z1[1] - z1[0]) * (z2[1] - z2[0]))
         return PosteriorGrid(z1, z2, fine, log_evidence)
     size = FIRST_GRID_SIZE
     z1, z2, fine = _grid_log_joint(model, x, lo[0], hi[0], lo[1], hi[1], size, size)
@@ -538,8 +542,7 @@ def _logsumexp(a: np.ndarray) -> float:
 def density_on_grid(log_density: Callable[[torch.Tensor], torch.Tensor], z1, z2) -> np.ndarray:
     """Evaluate a log density (a function of ``(P, 2)`` points) on the grid ``z1`` × ``z2``: ``(G2, G1)``."""
     z1, z2 = np.asarray(z1), np.asarray(z2)
-    pts = np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2)
-    values = log_density(torch.as_tensor(pts, dtype=torch.float32))
+    values = log_density(_grid_points(z1, z2))
     return values.double().numpy().reshape(len(z2), len(z1))
 
 

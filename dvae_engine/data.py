@@ -181,10 +181,7 @@ def load_test_split(name: str, data_dir: str | os.PathLike | None = None, downlo
     # _binarize draws float32 uniforms for the training file's rows (train, then valid) and then test; each
     # float32 takes half of one 64-bit PCG64 output and rows·784 is even, so the test draws start exactly
     # rows·784 / 2 outputs in. Only the training file's header is read, for its number of rows.
-    opener = gzip.open if train_path.suffix == ".gz" else open
-    with opener(train_path, "rb") as f:
-        train_rows = int.from_bytes(f.read(8)[4:8], "big")
-    rng.bit_generator.advance(train_rows * 784 // 2)
+    rng.bit_generator.advance(idx_shape(train_path)[0] * 784 // 2)
     return torch.as_tensor(rng.random(test.shape, dtype=np.float32) < test, dtype=torch.float32)
 
 
@@ -234,17 +231,30 @@ def _find_idx(root: Path, folder: str, stem: str) -> Path | None:
     return None
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a uint8 array."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+def _idx_dims(raw: bytes, path: Path) -> list[int]:
+    """The dimensions in an IDX file's header (``raw``: at least the file's first bytes)."""
     magic = int.from_bytes(raw[0:4], "big")
     if magic not in (2049, 2051):
         raise ValueError(f"{path} is not an IDX file (magic number {magic})")
-    ndim = magic - 2048
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
+    return [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(magic - 2048)]
+
+
+def _open_idx(path: Path):
+    return (gzip.open if path.suffix == ".gz" else open)(path, "rb")
+
+
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape of an IDX file's array, from its header alone."""
+    with _open_idx(path) as f:
+        return tuple(_idx_dims(f.read(16), path))  # the magic number and up to three dimensions
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a uint8 array."""
+    with _open_idx(path) as f:
+        raw = f.read()
+    dims = _idx_dims(raw, path)
+    offset = 4 + 4 * len(dims)
     data = np.frombuffer(raw, dtype=np.uint8, offset=offset)
     if data.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")

@@ -135,8 +135,8 @@ def posterior() -> None:
                     "better; 0 means the approximation is exact."
                 )
                 if not grid.converged:
-                    st.warning("The grid reached its finest size (321²) with log p(x) still moving by more than "
-                               "1e-4 nats between refinements: these grid numbers are approximate.",
+                    st.warning(f"The grid reached its finest size ({analysis.MAX_GRID_SIZE}²) with log p(x) still "
+                               "moving between refinements: these grid numbers are approximate.",
                                icon=":material/warning:")
 
     index = inputs.test_image_index("posterior_input")
