@@ -4,8 +4,6 @@ Routes to the pages in ``pages/``; each page reads top to bottom (widgets → co
 engine → plotly figures). Caching lives in ``ui/cache.py``.
 """
 
-import os
-
 import streamlit as st
 import torch
 
@@ -13,10 +11,11 @@ from ui import boot, cache, identity
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
-# Interactive figures (this script run's thread): every core while no training job runs in this server, half of
-# them while one does, so the two do not fight (training threads set their own share in dvae_engine.jobs).
-CORES = os.cpu_count() or 2
-torch.set_num_threads(CORES if boot.training_threads() == 0 else max(1, CORES // 2))
+# One torch thread per script run. A run's tensors are small, and the browser (on a teacher's laptop) or the other
+# sessions (on a class server) keep the other cores busy; two threads then wait on each other at every op: on this
+# project's 2-core machine a true-posterior grid took 206 ms with two threads and 89 ms with one while one core
+# was busy, against 65 and 77 ms on an idle machine. Training jobs set their own count (dvae_engine.jobs).
+torch.set_num_threads(1)
 
 # Who is asking: a token in a cookie (never in a URL), the same in every tab of this browser.
 identity.ensure_browser_identity()

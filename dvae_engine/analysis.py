@@ -621,9 +621,10 @@ def _kl_to_true(model: VAE, grid: PosteriorGrid, x_clean: torch.Tensor, z: torch
 def fit_clean_posterior(model: VAE, grid: PosteriorGrid, mixture: MixturePosterior, num_samples: int = 1000,
                         seed: int = 0) -> tuple[float, float]:
     """(KL(p(z|x) ‖ q(z|x)), KL(q(z|x) ‖ p(z|x))) of the clean q(z|x): the clean half of :func:`compare_posteriors`,
-    with the same draws. It depends on the model, the image and the seed, not on the noise or the copies."""
-    generator = torch.Generator().manual_seed(int(seed))
-    z_clean = mixture.clean_sample(num_samples, generator)  # (S, 2): the first draws of the seed's stream
+    with the same draws. It depends on the model, the image and the seed, not on the noise or the copies
+    (``mixture`` gives only its clean q(z|x))."""
+    generator = torch.Generator().manual_seed(int(seed))  # a stream of its own: the mixture's draws are not in it
+    z_clean = mixture.clean_sample(num_samples, generator)  # (S, 2)
     return (_kl_from_true(grid, mixture.clean_log_density),
             _kl_to_true(model, grid, mixture.x_clean, z_clean, mixture.clean_log_density))
 
@@ -635,15 +636,16 @@ def compare_posteriors(
 ) -> PosteriorComparison:
     """Score q(z|x) and q̃(z|x) against the grid's true posterior (see :class:`PosteriorComparison`).
 
-    Costs 2 · ``num_samples`` decoder calls; the grid itself is not re-evaluated. ``clean_fit``: the
-    :func:`fit_clean_posterior` of the same model, image, ``num_samples`` and ``seed``, if already known (a
-    page moving the noise level or the number of copies keeps it), saving half the decoder calls.
+    Costs 2 · ``num_samples`` decoder calls; the grid itself is not re-evaluated. ``clean_fit``: a
+    :func:`fit_clean_posterior` of the same model and image, if already known, saving half the decoder calls
+    (a page keeps it while the noise, the copies or the seed move: q(z|x) depends on none of them). The clean
+    and the mixture draws come from two streams seeded with ``seed``, so either half is the same with or without
+    the other.
     """
     if clean_fit is None:
         clean_fit = fit_clean_posterior(model, grid, mixture, num_samples, seed)
     kl_true_clean, kl_clean_true = clean_fit
     generator = torch.Generator().manual_seed(int(seed))
-    mixture.clean_sample(num_samples, generator)  # the clean half's draws come first in the seed's stream
     z_mix = mixture.sample(num_samples, generator)  # (S, 2)
     kl_true_mixture = _kl_from_true(grid, mixture.log_density)
     kl_mixture_true = _kl_to_true(model, grid, mixture.x_clean, z_mix, mixture.log_density)

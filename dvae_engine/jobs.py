@@ -155,6 +155,11 @@ def lower_thread_priority(nice: int) -> None:
             pass
 
 
+def default_torch_threads(max_concurrent: int) -> int:
+    """CPU threads per training job when ``max_concurrent`` train at once: the machine's cores split between them."""
+    return max(1, (os.cpu_count() or 1) // max(1, max_concurrent))
+
+
 class JobRegistry:
     """Thread-safe store of training jobs; at most ``max_concurrent`` train at once.
 
@@ -185,7 +190,7 @@ class JobRegistry:
     ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         if torch_threads is None:
-            torch_threads = max(1, (os.cpu_count() or 1) // max(1, max_concurrent))
+            torch_threads = default_torch_threads(max_concurrent)
         self.torch_threads = torch_threads
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued

@@ -4,6 +4,7 @@ import streamlit as st
 import torch
 
 from dvae_engine.data import DATASET_INFO, DATASET_LIKELIHOOD, DATASETS
+from dvae_engine.jobs import default_torch_threads
 from dvae_engine.training import resolve_device
 from ui import cache, figures
 from ui import training_view as view
@@ -106,7 +107,9 @@ with left:
     elif device.type == "mps":
         st.success("Training runs on the Apple GPU (MPS).")
     else:
-        st.info(f"Training runs on the **CPU** ({torch.get_num_threads()} threads); no CUDA GPU is visible. "
+        threads = default_torch_threads(cache.MAX_CONCURRENT_JOBS)
+        st.info(f"Training runs on the **CPU** ({threads} thread{'s' if threads > 1 else ''} per job, "
+                f"{cache.MAX_CONCURRENT_JOBS} jobs at once); no CUDA GPU is visible. "
                 "Small models on `digits` train in seconds, on MNIST in minutes.")
     st.caption(f"PyTorch {torch.__version__} · CUDA available: {torch.cuda.is_available()}")
 with right:

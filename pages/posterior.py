@@ -98,7 +98,7 @@ def posterior() -> None:
         grid = comparison = None
         if ck.model.latent_dim == 2:
             grid = cache.true_posterior(path, x_clean.numpy())
-            clean_fit = cache.clean_posterior_fit(path, x_clean.numpy(), seed, grid, mixture)  # kept as ν, N move
+            clean_fit = cache.clean_posterior_fit(path, x_clean.numpy(), grid, mixture)  # kept as ν, N, seed move
             comparison = analysis.compare_posteriors(ck.model, grid, mixture, seed=seed, clean_fit=clean_fit)
         if view_kind == "t-SNE":
             comp2, clean2 = cache.tsne_mixture(mixture.component_loc.numpy(), mixture.clean_loc.numpy(), seed)
@@ -132,7 +132,8 @@ def posterior() -> None:
                     f"| mixture q̃(z\\|x), N = {mixture.num_components} | {comparison.kl_true_mixture:.3f} | "
                     f"{comparison.kl_mixture_true:.3f} |\n\n"
                     f"log p(x) by quadrature on the grid: **{comparison.log_evidence:.2f} nats**. Lower KL is "
-                    "better; 0 means the approximation is exact."
+                    "better; 0 means the approximation is exact. The clean row's draws are the same whatever the "
+                    "seed (q(z|x) does not depend on the corruption); the mixture's follow the seed."
                 )
                 if not grid.converged:
                     st.warning(f"The grid reached its finest size ({analysis.MAX_GRID_SIZE}²) with log p(x) still "
@@ -141,8 +142,12 @@ def posterior() -> None:
 
     index = inputs.test_image_index("posterior_input")
     flat = [path for path, ck in chosen if ck.model.latent_dim == 2]
-    if index is not None and flat:  # stepping through test images: have the neighbours' true posteriors ready
-        cache.prefetch_true_posteriors(flat, dataset_name, index, seed)
+    if index is not None and flat:  # every test image's true posterior, nearest first, so a new index finds it ready
+        cache.sweep_true_posteriors(flat, dataset_name, index)
+        done, total = min(cache.sweep_progress(path, dataset_name) or (0, 0) for path in flat)
+        if done < total:
+            st.caption(f"True posteriors computed ahead, in the background: {done} of {total} test images (nearest "
+                       "to this index first). An image not yet reached takes a few tenths of a second longer.")
 
     if view_kind == "t-SNE":
         st.info("t-SNE places the component means only: it is a nonlinear map with no way to carry a covariance, "

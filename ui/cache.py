@@ -15,10 +15,15 @@ URLs and widget keys use, and :mod:`ui.identity` for who the owner is.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import logging
 import os
 import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -327,7 +332,13 @@ def decoder_grid(path: str | Path):
     return _decoder_grid(str(path), path.stat().st_mtime)
 
 
-@st.cache_data(show_spinner="Evaluating the true posterior on a grid…", max_entries=64)
+# The Posterior page's 2-D models: every test image's true posterior is computed in the background (below), so a
+# typed index finds it ready; these caches hold all of them for MAX_SWEPT_MODELS models (~30 KB a grid: ~130 MB).
+SWEPT_IMAGES = 2000  # test_images' default count: the images the page offers
+_POSTERIOR_ENTRIES = 2 * SWEPT_IMAGES + 64
+
+
+@st.cache_data(show_spinner="Evaluating the true posterior on a grid…", max_entries=_POSTERIOR_ENTRIES)
 def _true_posterior(path: str, mtime: float, x_clean):
     from dvae_engine import analysis
 
@@ -341,20 +352,24 @@ def true_posterior(path: str | Path, x_clean):
     return _true_posterior(str(path), path.stat().st_mtime, x_clean)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _clean_posterior_fit(path: str, mtime: float, x_clean, seed: int, _grid, _mixture) -> tuple[float, float]:
+CLEAN_FIT_SEED = 0  # the clean q(z|x)'s draws: one fixed stream per image, whatever the page's seed
+
+
+@st.cache_data(show_spinner=False, max_entries=_POSTERIOR_ENTRIES)
+def _clean_posterior_fit(path: str, mtime: float, x_clean, _grid, _mixture) -> tuple[float, float]:
     from dvae_engine import analysis
 
-    return analysis.fit_clean_posterior(load_model(path).model, _grid, _mixture, seed=seed)
+    return analysis.fit_clean_posterior(load_model(path).model, _grid, _mixture, seed=CLEAN_FIT_SEED)
 
 
-def clean_posterior_fit(path: str | Path, x_clean, seed: int, grid, mixture) -> tuple[float, float]:
+def clean_posterior_fit(path: str | Path, x_clean, grid, mixture) -> tuple[float, float]:
     """The clean q(z|x)'s KL divergences to and from the true posterior (:func:`analysis.fit_clean_posterior`) for
-    one model, image (numpy ``(D,)``) and seed: kept while the noise level or the number of copies moves.
+    one model and image (numpy ``(D,)``), with draws seeded by ``CLEAN_FIT_SEED``: q(z|x) does not depend on the
+    noise, the copies or the page's seed (which seeds the corruption), so neither do these numbers.
     ``grid`` is :func:`true_posterior` of that image and ``mixture`` any mixture posterior of it (only its clean
     q(z|x), the same for all, is used; neither is part of the cache key)."""
     path = Path(path)
-    return _clean_posterior_fit(str(path), path.stat().st_mtime, x_clean, int(seed), grid, mixture)
+    return _clean_posterior_fit(str(path), path.stat().st_mtime, x_clean, grid, mixture)
 
 
 _prefetcher = None
@@ -400,30 +415,152 @@ def _run_prefetch(key, function, args) -> None:
         _prefetching.discard(key)
 
 
-def prefetch_true_posteriors(paths, dataset_name: str, index: int, seed: int) -> None:
-    """Start computing, for test images ``index`` ± 1 and these 2-D models, the true posterior and the clean
-    q(z|x)'s fit to it (with this ``seed``), so that stepping to the next or previous image finds them ready
-    (the grid and the fit cost tens of ms per model and image on a small CPU)."""
-    count = test_image_count(dataset_name)
-    for neighbour in (index + 1, index - 1):
-        if 0 <= neighbour < count:
-            x_clean = test_image_rows(dataset_name, neighbour, 1)[0].numpy()
-            for path in paths:
-                path = Path(path)
-                mtime = path.stat().st_mtime
-                _prefetch(("posterior_panel", str(path), mtime, dataset_name, neighbour, int(seed)),
-                          prepare_posterior_panel, path, x_clean, int(seed))
-
-
-def prepare_posterior_panel(path: str | Path, x_clean, seed: int) -> None:
-    """Compute what the Posterior page's panel of a 2-D model needs for one image (numpy ``(D,)``) and seed whatever
-    the noise: the true posterior and the clean q(z|x)'s fit to it (for the prefetch and the warm-up)."""
+def prepare_posterior_panel(path: str | Path, x_clean) -> None:
+    """Compute what the Posterior page's panel of a 2-D model needs for one image (numpy ``(D,)``) whatever the
+    noise and the seed: the true posterior and the clean q(z|x)'s fit to it (for the sweep and the warm-up)."""
     from dvae_engine import analysis
 
     grid = true_posterior(path, x_clean)
     clean = analysis.mixture_posterior(load_model(path).model, torch.as_tensor(x_clean), "salt-pepper", 0.0,
                                        num_copies=1)  # only its clean q(z|x) is used
-    clean_posterior_fit(path, x_clean, seed, grid, clean)
+    clean_posterior_fit(path, x_clean, grid, clean)
+
+
+@dataclass
+class _Sweep:
+    """One 2-D model's pass over a dataset's test images, nearest to the last index asked for first."""
+
+    path: Path
+    dataset: str
+    count: int
+    centre: int
+    done: set[int] = field(default_factory=set)
+    distance: int = 0  # every image closer to ``centre`` than this is done
+
+    def next_image(self) -> int | None:
+        """The undone image nearest to ``centre`` (advancing ``distance``), or None when all are done."""
+        while self.distance <= max(self.centre, self.count - 1 - self.centre):
+            for index in (self.centre + self.distance, self.centre - self.distance):
+                if 0 <= index < self.count and index not in self.done:
+                    return index
+            self.distance += 1
+        return None
+
+
+MAX_SWEPT_MODELS = 2  # the Posterior page compares two encoders; older sweeps are dropped
+SWEEP_IDLE_S = 0.05  # the sweep waits until no page has been running for this long
+_sweeps: OrderedDict[tuple, _Sweep] = OrderedDict()  # (path, mtime, dataset) → sweep, most recently asked last
+_sweep_work = threading.Condition()
+_sweeper: threading.Thread | None = None
+_sweep_stop = threading.Event()
+_sweeping = threading.Lock()  # held while an image is being computed
+
+
+def sweep_true_posteriors(paths, dataset_name: str, index: int) -> None:
+    """Compute, in one background thread for the whole server, the true posterior and the clean fit
+    (:func:`prepare_posterior_panel`) of every test image for these 2-D models, nearest to ``index`` first, so that
+    stepping or typing an index finds them ready. Each call re-centres the pass on ``index``; whatever is done
+    stays cached. The thread runs below the pages' priority and only while no page is running: ~30 ms per model
+    and image, about two minutes of one core for two models' 2000 images."""
+    global _sweeper
+    count = min(test_image_count(dataset_name), SWEPT_IMAGES)
+    with _sweep_work:
+        for path in map(Path, paths):
+            key = (str(path), path.stat().st_mtime, dataset_name)
+            sweep = _sweeps.pop(key, None) or _Sweep(path, dataset_name, count, index)
+            if sweep.centre != index:
+                sweep.centre, sweep.distance = index, 0
+            _sweeps[key] = sweep
+        while len(_sweeps) > MAX_SWEPT_MODELS:
+            _sweeps.popitem(last=False)
+        if _sweeper is None:
+            _sweeper = threading.Thread(target=_sweep_loop, name="prefetch-sweep", daemon=True)
+            _sweeper.start()
+            atexit.register(_stop_sweep)
+        _sweep_work.notify()
+
+
+def cancel_sweeps() -> None:
+    """Drop every sweep (what they computed stays cached) and wait for the image in progress, if any."""
+    with _sweep_work:
+        _sweeps.clear()
+    with _sweeping:
+        pass
+
+
+def sweep_progress(path: str | Path, dataset_name: str) -> tuple[int, int] | None:
+    """(images done, images in all) of a model's sweep, or None when it has none."""
+    path = Path(path)
+    with _sweep_work:
+        sweep = _sweeps.get((str(path), path.stat().st_mtime, dataset_name))
+        return None if sweep is None else (len(sweep.done), sweep.count)
+
+
+def _next_sweep_image() -> tuple[_Sweep, int] | None:
+    """The undone (sweep, image) nearest to its sweep's centre over all sweeps (so both encoders advance together)."""
+    best = None
+    for sweep in _sweeps.values():
+        index = sweep.next_image()
+        if index is not None and (best is None or abs(index - sweep.centre) < abs(best[1] - best[0].centre)):
+            best = (sweep, index)
+    return best
+
+
+class _QuietBackground(logging.Filter):
+    """Streamlit warns of a "missing ScriptRunContext" whenever a cached function is called outside a page run:
+    for the background threads here that is every call, and nothing is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not threading.current_thread().name.startswith("prefetch")
+
+
+_context_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+if not any(isinstance(f, _QuietBackground) for f in _context_log.filters):
+    _context_log.addFilter(_QuietBackground())
+
+
+def _pages_running() -> bool:
+    # a script run is a thread of its own in Streamlit; if that ever changes the sweep just stops waiting for them
+    return any(t.name.startswith("ScriptRunner") for t in threading.enumerate())
+
+
+def _stop_sweep() -> None:
+    # at exit, before the interpreter tears down: a daemon thread killed inside torch aborts the process
+    _sweep_stop.set()
+    with _sweep_work:
+        _sweep_work.notify_all()
+    if _sweeper is not None:
+        _sweeper.join(timeout=10)
+
+
+def _sweep_loop() -> None:
+    from dvae_engine.jobs import lower_thread_priority
+
+    lower_thread_priority(PREFETCH_NICE)
+    while not _sweep_stop.is_set():
+        with _sweep_work:
+            job = _next_sweep_image()
+            while job is None and not _sweep_stop.is_set():
+                _sweep_work.wait()
+                job = _next_sweep_image()
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < SWEEP_IDLE_S:  # a page (and the browser drawing it) goes first
+            time.sleep(SWEEP_IDLE_S / 5)
+            if _pages_running():
+                quiet_since = time.monotonic()
+        if _sweep_stop.is_set():
+            return
+        with _sweeping:
+            with _sweep_work:
+                if not any(s is job[0] for s in _sweeps.values()):  # cancelled meanwhile
+                    continue
+            sweep, index = job
+            try:
+                prepare_posterior_panel(sweep.path, test_image_rows(sweep.dataset, index, 1)[0].numpy())
+            except Exception:  # noqa: BLE001 — only a head start; the page computes (and reports) it when asked
+                pass
+            with _sweep_work:
+                sweep.done.add(index)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -60,14 +60,60 @@ def test_a_prepared_posterior_panel_is_what_the_page_then_finds(monkeypatch, tin
     fit = analysis.fit_clean_posterior
     monkeypatch.setattr(analysis, "fit_clean_posterior", lambda *a, **k: fits.append(1) or fit(*a, **k))
 
-    cache.prepare_posterior_panel(path, x_clean, seed=2)
+    cache.prepare_posterior_panel(path, x_clean)
     assert len(fits) == 1
-    # the page: its own noise and copies, the same image and seed
+    # the page: its own noise, copies and seed, the same image
     grid = cache.true_posterior(path, x_clean)
     mixture = analysis.mixture_posterior(model, digits.test[5], "salt-pepper", 0.3, num_copies=8, seed=2)
-    found = cache.clean_posterior_fit(path, x_clean, 2, grid, mixture)
+    found = cache.clean_posterior_fit(path, x_clean, grid, mixture)
     assert len(fits) == 1  # a cache hit
-    assert found == fit(model, grid, mixture, seed=2)  # the clean fit is the same whatever the noise
+    # the clean fit is the same whatever the noise and the page's seed: its draws have a fixed seed of their own
+    assert found == fit(model, grid, mixture, seed=cache.CLEAN_FIT_SEED)
+
+
+def wait_for_sweep(path, dataset_name: str, timeout: float = 300) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (progress := cache.sweep_progress(path, dataset_name)) is None or progress[0] < progress[1]:
+        assert time.monotonic() < deadline, f"the sweep did not finish: {progress}"
+        time.sleep(0.05)
+
+
+def test_the_sweep_readies_every_test_image_nearest_first(monkeypatch, tiny_checkpoints, digits):
+    from dvae_engine import analysis
+
+    st.cache_data.clear()
+    monkeypatch.setattr(cache, "SWEPT_IMAGES", 12)  # the first 12 test images, to keep this quick
+    path = tiny_checkpoints / "digits-dvae-2d.pt"
+    swept = []
+    prepare = cache.prepare_posterior_panel
+    monkeypatch.setattr(cache, "prepare_posterior_panel", lambda p, x: swept.append(x) or prepare(p, x))
+    cache.sweep_true_posteriors([path], "digits", 8)
+    wait_for_sweep(path, "digits")
+    images = cache.test_images("digits")
+    order = [next(i for i in range(12) if (images[i].numpy() == x).all()) for x in swept]
+    assert order == [8, 9, 7, 10, 6, 11, 5, 4, 3, 2, 1, 0]  # outward from the index asked for, each image once
+
+    grids = []
+    grid_fn = analysis.true_posterior_grid
+    monkeypatch.setattr(analysis, "true_posterior_grid", lambda *a, **k: grids.append(1) or grid_fn(*a, **k))
+    x_clean = cache.test_image_rows("digits", 3, 1)[0].numpy()
+    grid = cache.true_posterior(path, x_clean)
+    cache.clean_posterior_fit(path, x_clean, grid, None)  # the mixture is not needed on a hit
+    assert grids == []  # both found, not recomputed
+    assert cache.sweep_progress(path, "digits") == (12, 12)
+
+
+def test_a_sweep_keeps_only_the_last_models_asked_for(monkeypatch, tiny_checkpoints):
+    monkeypatch.setattr(cache, "SWEPT_IMAGES", 2)
+    paths = [tiny_checkpoints / "digits-vae-2d.pt", tiny_checkpoints / "digits-dvae-2d.pt",
+             tiny_checkpoints / "digits-diwae-4d.pt"]
+    for path in paths:  # one at a time, as three visits of the page would
+        cache.sweep_true_posteriors([path], "digits", 0)
+    assert cache.sweep_progress(paths[0], "digits") is None  # dropped: the page compares two encoders
+    for path in paths[1:]:
+        wait_for_sweep(path, "digits")
 
 
 def test_stepping_d_finds_the_neighbouring_widths_exact_lab_ready(monkeypatch):
