@@ -11,11 +11,13 @@ from ui import boot, cache, identity
 
 st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", layout="wide")
 
-# One torch thread per script run. A run's tensors are small, and the browser (on a teacher's laptop) or the other
-# sessions (on a class server) keep the other cores busy; two threads then wait on each other at every op: on this
-# project's 2-core machine a true-posterior grid took 206 ms with two threads and 89 ms with one while one core
-# was busy, against 65 and 77 ms on an idle machine. Training jobs set their own count (dvae_engine.jobs).
+# One torch thread per script run, and one BLAS thread for numpy. A run's arrays are small, and the browser (on a
+# teacher's laptop) or the other sessions (on a class server) keep the other cores busy; two threads then wait on
+# each other at every op: on this project's 2-core machine a true-posterior grid took 206 ms with two torch
+# threads and 89 ms with one while one core was busy (65 and 77 ms idle), and the exact lab at D = 10 took 67 and
+# 32 ms (p90) with two and one BLAS threads. Training jobs set their own count (dvae_engine.jobs).
 torch.set_num_threads(1)
+boot.one_blas_thread()
 
 # Who is asking: a token in a cookie (never in a URL), the same in every tab of this browser.
 identity.ensure_browser_identity()

@@ -405,6 +405,14 @@ class _Components:
         ]  # per latent dimension: (C, n)
         self.q = [np.exp(lq) for lq in self.log_q]
 
+    def subset(self, rows: np.ndarray) -> _Components:
+        """The components ``rows`` of these (the same densities, not recomputed)."""
+        out = object.__new__(_Components)
+        out.grid, out.step = self.grid, self.step
+        out.log_q = None if self.log_q is None else [lq[rows] for lq in self.log_q]
+        out.q = [q[rows] for q in self.q]
+        return out
+
     def mix(self, weights: np.ndarray) -> np.ndarray:
         """Σ_c weights[r, c] q_c on the grid: ``(R, G)``."""
         if self.grid.latent_dim == 1:
@@ -437,26 +445,60 @@ class _Components:
 
 # --- exact quantities ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class LabBasis:
+    """The grid work of the exact lab that depends on the model and the clean x but on no noise level: log p(x, z)
+    on the grid, and for each encoder component q(z|x̃) (``codes``, sorted) its density on the grid,
+    ∫ q(z|x̃) log p(x, z) dz and its grid entropy. Built by :func:`lab_basis`; a page moving the noise level keeps
+    it, and each move then costs one mixing of the components (``lab_view(..., basis=...)``)."""
+
+    x_code: int
+    codes: np.ndarray  # (C,) the components' inputs x̃, sorted
+    log_joint: np.ndarray  # (G,) log p(x, z)
+    log_px: float  # log p(x) on the grid
+    components: _Components  # the C densities (their logs dropped: ~16 MB at D = 10 on the 1-D grid)
+    cross_joint: np.ndarray  # (C,) ∫ q(z|x̃) log p(x, z) dz
+    grid_entropy: np.ndarray  # (C,) −∫ q log q as a grid sum (checked against the analytic entropy)
+
+
+def lab_basis(model: TinyModel, x_code: int, grid: LatentGrid | None = None,
+              codes: np.ndarray | None = None) -> LabBasis:
+    """:class:`LabBasis` of clean input ``x_code`` for the components ``codes`` (default: all 2^D inputs)."""
+    grid = grid or latent_grid(model.latent_dim)
+    if grid.latent_dim != model.latent_dim:
+        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    codes = np.arange(2**model.num_pixels) if codes is None else np.asarray(codes)
+    log_joint = model.log_joint(binary_inputs(model.num_pixels)[x_code], grid.points)  # (G,)
+    comps = _Components(grid, model.z_loc[codes], model.z_log_var[codes])
+    grid_entropy = comps.grid_entropy()
+    comps.log_q = None  # only the densities are used from here on
+    return LabBasis(int(x_code), codes, log_joint, float(logsumexp(log_joint) + grid.log_cell), comps,
+                    comps.integrate(log_joint), grid_entropy)
+
+
 def _exact_rows(model: TinyModel, x_code: int, weights: np.ndarray, grid: LatentGrid,
-                direct_kl: bool, parts: dict | None = None) -> dict[str, np.ndarray]:
+                direct_kl: bool, parts: dict | None = None, basis: LabBasis | None = None) -> dict[str, np.ndarray]:
     """The exact quantities for one clean x and several corruption distributions ``weights`` ``(R, 2^D)``.
 
     ``parts``, if given, receives the grid work for reuse (:func:`lab_view`): ``log_joint``, ``used``,
-    ``components`` and ``mixture``.
+    ``components`` and ``mixture``. ``basis``: the level-free grid work, if already done (:func:`lab_basis`).
     """
-    x_bits = binary_inputs(model.num_pixels)[x_code]
     cell = math.exp(grid.log_cell)
-    log_joint = model.log_joint(x_bits, grid.points)  # (G,)
-    log_px = float(logsumexp(log_joint) + grid.log_cell)  # = log_marginal(model, x_code, grid)
     entropy = model.entropies()  # (2^D,)
 
     # only components that some row gives weight, plus the clean one (for the ELBO)
     used = np.flatnonzero((weights > 0).any(axis=0) | (np.arange(weights.shape[1]) == x_code))
+    if basis is None:
+        basis = lab_basis(model, x_code, grid, used)
+    elif basis.x_code != x_code or not np.isin(used, basis.codes).all():
+        raise ValueError("the basis was built for another clean x or for fewer components than these levels weigh")
+    at = np.searchsorted(basis.codes, used)  # ``codes`` is sorted
+    comps = basis.components if len(at) == len(basis.codes) else basis.components.subset(at)
+    log_joint, log_px = basis.log_joint, basis.log_px  # (G,), log p(x) = log_marginal(model, x_code, grid)
     w = weights[:, used]  # (R, N)
     loc, log_var = model.z_loc[used], model.z_log_var[used]  # (N, L)
-    comps = _Components(grid, loc, log_var)
     mixture = comps.mix(w)  # q̃(z|x) on the grid, one row per corruption: (R, G)
-    cross_joint = comps.integrate(log_joint)  # ∫ q(z|x̃) log p(x,z) dz per component: (N,)
+    cross_joint = basis.cross_joint[at]  # ∫ q(z|x̃) log p(x,z) dz per component: (N,)
     # where q̃ underflows to 0 its contribution q̃ log q̃ is 0 as well
     log_mixture = np.log(np.where(mixture > 0, mixture, 1.0))
     cvae = (mixture * (log_joint - log_mixture)).sum(axis=1) * cell
@@ -472,7 +514,7 @@ def _exact_rows(model: TinyModel, x_code: int, weights: np.ndarray, grid: Latent
     dvae_independent = mixture_cross + (w * cross_q).sum(axis=1)
 
     clean = int(np.flatnonzero(used == x_code)[0])
-    grid_entropy = comps.grid_entropy()
+    grid_entropy = basis.grid_entropy[at]
     out = {
         "log_px": np.full(len(weights), log_px),
         "elbo": np.full(len(weights), cross_joint[clean] + entropy[x_code]),
@@ -528,18 +570,19 @@ def noise_sweep(
     levels: Sequence[float],
     grid: LatentGrid | None = None,
     direct_kl: bool = False,
+    basis: LabBasis | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`exact_quantities` at each noise level in ``levels``: a dict of ``(len(levels),)`` arrays.
 
     The per-component grid work is shared by all levels, so a sweep costs
-    little more than one level.
+    little more than one level; ``basis`` (:func:`lab_basis` of the same model and x) skips it altogether.
     """
-    grid = grid or latent_grid(model.latent_dim)
+    grid = basis.components.grid if basis is not None else grid or latent_grid(model.latent_dim)
     if grid.latent_dim != model.latent_dim:
         raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
     levels = [float(v) for v in levels]
     weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in levels])  # (R, 2^D)
-    out = _exact_rows(model, int(x_code), weights, grid, direct_kl)
+    out = _exact_rows(model, int(x_code), weights, grid, direct_kl, basis=basis)
     for name in ("elbo", "cvae", "dvae_joint", "dvae_independent"):
         out[f"gap_{name}"] = out["log_px"] - out[name]
     out["level"] = np.asarray(levels)
@@ -601,26 +644,36 @@ def lab_view(
     levels: Sequence[float],
     max_components: int = 12,
     grid: LatentGrid | None = None,
+    basis: LabBasis | None = None,
+    sweep: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
     """What the exact lab shows, from one pass over the components: (:func:`exact_quantities` at ``level``,
     :func:`noise_sweep` over ``levels``, :func:`latent_densities` at ``level``).
 
     The per-component grid work dominates the cost, and all three need it; computed here once, a change of
     the model costs about what one of them did alone. The grid check ``entropy_grid_error`` covers every
-    component that some level (of ``levels`` or ``level``) weighs.
+    component that some level (of ``levels`` or ``level``) weighs. A page moving only the noise level passes
+    what does not move: ``basis`` (:func:`lab_basis` of this model and x) and ``sweep`` (the
+    :func:`noise_sweep` over ``levels`` with it); the move then mixes the components for ``level`` alone.
     """
-    grid = grid or latent_grid(model.latent_dim)
+    grid = basis.components.grid if basis is not None else grid or latent_grid(model.latent_dim)
     if grid.latent_dim != model.latent_dim:
         raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
     levels = [float(v) for v in levels]
-    weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in [*levels, level]])
+    rows_at = [level] if sweep is not None else [*levels, level]
+    weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in rows_at])
     parts: dict = {}
-    rows = _exact_rows(model, int(x_code), weights, grid, False, parts)
+    rows = _exact_rows(model, int(x_code), weights, grid, False, parts, basis)
     for name in ("elbo", "cvae", "dvae_joint", "dvae_independent"):
         rows[f"gap_{name}"] = rows["log_px"] - rows[name]
-    rows["level"] = np.asarray([*levels, level])
+    rows["level"] = np.asarray(rows_at)
     point = {k: float(v[-1]) for k, v in rows.items()}
-    sweep = {k: v[:-1] for k, v in rows.items()}
+    if sweep is None:
+        sweep = {k: v[:-1] for k, v in rows.items()}
+    elif not np.array_equal(sweep["level"], levels):
+        raise ValueError("sweep is not over these levels")
+    else:
+        point["entropy_grid_error"] = max(point["entropy_grid_error"], float(np.max(sweep["entropy_grid_error"])))
     densities = _densities(model, grid, weights[-1], parts["log_joint"], parts["used"], parts["components"],
                            parts["mixture"][-1], max_components)
     return point, sweep, densities

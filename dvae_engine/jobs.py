@@ -144,13 +144,19 @@ def preload_lazy_imports() -> None:
     optimizer.step()
 
 
-def lower_thread_priority(nice: int) -> None:
+def lower_thread_priority(nice: int, idle: bool = False) -> None:
     """Lower the calling thread's scheduling priority by ``nice`` (Linux: a thread id names just this thread, and the
-    OpenMP workers it starts inherit it); elsewhere, or without permission, nothing happens."""
+    OpenMP workers it starts inherit it); elsewhere, or without permission, nothing happens. ``idle`` also puts it
+    in Linux's SCHED_IDLE class: it then runs only on a core nothing else wants (nice 19 still takes a share)."""
+    thread_id = threading.get_native_id()
     if nice > 0 and hasattr(os, "setpriority"):
         try:
-            thread_id = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + nice))
+        except OSError:
+            pass
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))
         except OSError:
             pass
 

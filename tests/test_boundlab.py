@@ -435,6 +435,37 @@ def test_the_lab_view_equals_its_three_parts_computed_apart(num_pixels, latent_d
             np.testing.assert_allclose(densities[key], values, rtol=1e-12, atol=1e-300, err_msg=key)
 
 
+@pytest.mark.parametrize("num_pixels, latent_dim, noise, level", [
+    (4, 1, "bit-flip", 0.2), (7, 1, "salt-pepper", 0.0), (5, 2, "salt-pepper-count", 0.5), (6, 2, "bit-flip", 1.0)])
+def test_a_noise_move_with_the_basis_and_sweep_kept_is_the_full_lab_view(num_pixels, latent_dim, noise, level):
+    model = bl.random_tiny_model(num_pixels, latent_dim, seed=3, encoder_scale=1.5, encoder_sigma=0.5)
+    levels = (0.0, 0.1, 0.35, 0.8)
+    full = bl.lab_view(model, 5, noise, level, levels)
+    basis = bl.lab_basis(model, 5)
+    sweep = bl.noise_sweep(model, 5, noise, levels, basis=basis)
+    for key, values in full[1].items():
+        np.testing.assert_allclose(sweep[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+    point, kept, densities = bl.lab_view(model, 5, noise, level, levels, basis=basis, sweep=sweep)
+    assert kept is sweep
+    assert set(point) == set(full[0])
+    for key, value in full[0].items():
+        assert point[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    for key, values in full[2].items():
+        if key != "axes":
+            np.testing.assert_allclose(densities[key], values, rtol=1e-12, atol=1e-300, err_msg=key)
+
+
+def test_a_basis_of_another_image_or_a_sweep_of_other_levels_is_refused():
+    model = bl.random_tiny_model(4, 1, seed=0)
+    with pytest.raises(ValueError, match="another clean x"):
+        bl.noise_sweep(model, 5, "bit-flip", (0.1,), basis=bl.lab_basis(model, 6))
+    with pytest.raises(ValueError, match="fewer components"):
+        bl.noise_sweep(model, 5, "bit-flip", (0.1,), basis=bl.lab_basis(model, 5, codes=np.array([5])))
+    sweep = bl.noise_sweep(model, 5, "bit-flip", (0.0, 0.2))
+    with pytest.raises(ValueError, match="levels"):
+        bl.lab_view(model, 5, "bit-flip", 0.1, (0.0, 0.3), basis=bl.lab_basis(model, 5), sweep=sweep)
+
+
 @pytest.mark.parametrize("noise", ["bit-flip", "salt-pepper", "salt-pepper-count"])
 def test_monte_carlo_levels_are_the_single_level_draws_whatever_the_workers(noise):
     model = bl.random_tiny_model(6, 2, seed=2, encoder_scale=1.5, encoder_sigma=0.5)

@@ -72,6 +72,20 @@ def freeze_long_lived_objects() -> None:
         gc.freeze()
 
 
+_modules_at_blas_limit = 0
+
+
+def one_blas_thread() -> None:
+    """Limit every BLAS library loaded so far (numpy's, scipy's…) to one thread (see app.py); rechecked only when
+    modules were imported since the last call, which is when a new library can have come in (~1 ms a check)."""
+    global _modules_at_blas_limit
+    if len(sys.modules) != _modules_at_blas_limit:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        _modules_at_blas_limit = len(sys.modules)
+
+
 _warming = False
 
 
@@ -96,6 +110,8 @@ def _warm_up() -> None:
     # thread, would inherit it)
     lower_thread_priority(PREFETCH_NICE)
     try:
+        import streamlit.emojis  # noqa: F401 - the first st.warning with an icon imports it: 0.14 s
+
         from dvae_engine import analysis, boundlab, semi_implicit  # noqa: F401 - imported for their import cost
         from ui import boundlab_figures, bridge_view, cache, figures, inputs, training_view  # noqa: F401
 

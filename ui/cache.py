@@ -199,13 +199,31 @@ def boundlab_model(num_pixels: int, latent_dim: int, seed: int, encoder: str, en
                                       encoder_sigma=encoder_sigma)
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _lab_basis(model_args: tuple, x_code: int):
+    """The lab's grid work that no noise level changes (:func:`boundlab.lab_basis`; up to ~16 MB), shared."""
+    from dvae_engine import boundlab
+
+    return boundlab.lab_basis(boundlab_model(*model_args), x_code)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _lab_sweep(model_args: tuple, x_code: int, noise: str, levels: tuple[float, ...]) -> dict:
+    from dvae_engine import boundlab
+
+    return boundlab.noise_sweep(boundlab_model(*model_args), x_code, noise, levels,
+                                basis=_lab_basis(model_args, x_code))
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def boundlab_exact(model_args: tuple, x_code: int, noise: str, level: float,
                    levels: tuple[float, ...]) -> tuple[dict, dict, dict]:
-    """The exact lab at ``level`` and over ``levels``: (exact quantities, exact sweep, latent densities)."""
+    """The exact lab at ``level`` and over ``levels``: (exact quantities, exact sweep, latent densities). The
+    basis and the sweep are kept apart, so a move of the noise level alone costs one mixing of the components."""
     from dvae_engine import boundlab
 
-    return boundlab.lab_view(boundlab_model(*model_args), x_code, noise, level, levels, max_components=12)
+    return boundlab.lab_view(boundlab_model(*model_args), x_code, noise, level, levels, max_components=12,
+                             basis=_lab_basis(model_args, x_code), sweep=_lab_sweep(model_args, x_code, noise, levels))
 
 
 def boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
@@ -460,8 +478,8 @@ def sweep_true_posteriors(paths, dataset_name: str, index: int) -> None:
     """Compute, in one background thread for the whole server, the true posterior and the clean fit
     (:func:`prepare_posterior_panel`) of every test image for these 2-D models, nearest to ``index`` first, so that
     stepping or typing an index finds them ready. Each call re-centres the pass on ``index``; whatever is done
-    stays cached. The thread runs below the pages' priority and only while no page is running: ~30 ms per model
-    and image, about two minutes of one core for two models' 2000 images."""
+    stays cached. The thread runs only on an idle core (Linux's SCHED_IDLE) and while no page is running: ~30 ms
+    per model and image, about two minutes of one core for two models' 2000 images."""
     global _sweeper
     count = min(test_image_count(dataset_name), SWEPT_IMAGES)
     with _sweep_work:
@@ -536,7 +554,7 @@ def _stop_sweep() -> None:
 def _sweep_loop() -> None:
     from dvae_engine.jobs import lower_thread_priority
 
-    lower_thread_priority(PREFETCH_NICE)
+    lower_thread_priority(PREFETCH_NICE, idle=True)  # hours of it would be fine; a page's or browser's wait is not
     while not _sweep_stop.is_set():
         with _sweep_work:
             job = _next_sweep_image()

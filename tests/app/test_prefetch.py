@@ -145,3 +145,17 @@ def test_prefetches_run_below_the_pages_priority():
     wait_for_prefetches()
     page = priority()
     assert seen == [min(19, page + cache.PREFETCH_NICE)]
+
+
+def test_the_sweep_runs_only_on_idle_cores(monkeypatch, tiny_checkpoints):
+    import os
+    import threading
+
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("SCHED_IDLE is a Linux scheduling class")
+    monkeypatch.setattr(cache, "SWEPT_IMAGES", 2)
+    path = tiny_checkpoints / "digits-vae-2d.pt"
+    cache.sweep_true_posteriors([path], "digits", 0)
+    wait_for_sweep(path, "digits")
+    sweeper = next(t for t in threading.enumerate() if t.name == "prefetch-sweep")
+    assert os.sched_getscheduler(sweeper.native_id) == os.SCHED_IDLE
