@@ -466,7 +466,10 @@ class _Sweep:
 
 
 MAX_SWEPT_MODELS = 2  # the Posterior page compares two encoders; older sweeps are dropped
-SWEEP_IDLE_S = 0.05  # the sweep waits until no page has been running for this long
+# The sweep starts an image only when no page has run for this long: a browser loading a page (its scripts, the
+# files the server sends) and a class moving sliders go first. Its Python holds the interpreter lock in bursts,
+# which slowed first visits of pages by ~0.3 s when it ran beside them.
+SWEEP_IDLE_S = 3.0
 _sweeps: OrderedDict[tuple, _Sweep] = OrderedDict()  # (path, mtime, dataset) → sweep, most recently asked last
 _sweep_work = threading.Condition()
 _sweeper: threading.Thread | None = None
@@ -537,9 +540,19 @@ if not any(isinstance(f, _QuietBackground) for f in _context_log.filters):
     _context_log.addFilter(_QuietBackground())
 
 
+_last_page_seen = [0.0]  # time.monotonic() when a page's script run was last seen running
+
+
 def _pages_running() -> bool:
     # a script run is a thread of its own in Streamlit; if that ever changes the sweep just stops waiting for them
     return any(t.name.startswith("ScriptRunner") for t in threading.enumerate())
+
+
+def _watch_pages() -> None:
+    """Note when a page last ran, every 20 ms, for the sweep (which cannot look while it computes an image)."""
+    while not _sweep_stop.wait(0.02):
+        if _pages_running():
+            _last_page_seen[0] = time.monotonic()
 
 
 def _stop_sweep() -> None:
@@ -555,17 +568,16 @@ def _sweep_loop() -> None:
     from dvae_engine.jobs import lower_thread_priority
 
     lower_thread_priority(PREFETCH_NICE, idle=True)  # hours of it would be fine; a page's or browser's wait is not
+    _last_page_seen[0] = time.monotonic()
+    threading.Thread(target=_watch_pages, name="prefetch-sweep-watch", daemon=True).start()
     while not _sweep_stop.is_set():
         with _sweep_work:
             job = _next_sweep_image()
             while job is None and not _sweep_stop.is_set():
                 _sweep_work.wait()
                 job = _next_sweep_image()
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < SWEEP_IDLE_S:  # a page (and the browser drawing it) goes first
-            time.sleep(SWEEP_IDLE_S / 5)
-            if _pages_running():
-                quiet_since = time.monotonic()
+        while _pages_running() or time.monotonic() - _last_page_seen[0] < SWEEP_IDLE_S:  # a page goes first
+            time.sleep(0.02)
         if _sweep_stop.is_set():
             return
         with _sweeping:

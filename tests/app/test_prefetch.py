@@ -84,6 +84,7 @@ def test_the_sweep_readies_every_test_image_nearest_first(monkeypatch, tiny_chec
     from dvae_engine import analysis
 
     st.cache_data.clear()
+    monkeypatch.setattr(cache, "SWEEP_IDLE_S", 0.0)
     monkeypatch.setattr(cache, "SWEPT_IMAGES", 12)  # the first 12 test images, to keep this quick
     path = tiny_checkpoints / "digits-dvae-2d.pt"
     swept = []
@@ -106,6 +107,7 @@ def test_the_sweep_readies_every_test_image_nearest_first(monkeypatch, tiny_chec
 
 
 def test_a_sweep_keeps_only_the_last_models_asked_for(monkeypatch, tiny_checkpoints):
+    monkeypatch.setattr(cache, "SWEEP_IDLE_S", 0.0)
     monkeypatch.setattr(cache, "SWEPT_IMAGES", 2)
     paths = [tiny_checkpoints / "digits-vae-2d.pt", tiny_checkpoints / "digits-dvae-2d.pt",
              tiny_checkpoints / "digits-diwae-4d.pt"]
@@ -153,9 +155,29 @@ def test_the_sweep_runs_only_on_idle_cores(monkeypatch, tiny_checkpoints):
 
     if not hasattr(os, "SCHED_IDLE"):
         pytest.skip("SCHED_IDLE is a Linux scheduling class")
+    monkeypatch.setattr(cache, "SWEEP_IDLE_S", 0.0)
     monkeypatch.setattr(cache, "SWEPT_IMAGES", 2)
     path = tiny_checkpoints / "digits-vae-2d.pt"
     cache.sweep_true_posteriors([path], "digits", 0)
     wait_for_sweep(path, "digits")
     sweeper = next(t for t in threading.enumerate() if t.name == "prefetch-sweep")
     assert os.sched_getscheduler(sweeper.native_id) == os.SCHED_IDLE
+
+
+def test_the_sweep_waits_while_a_page_runs(monkeypatch, tiny_checkpoints):
+    import threading
+
+    monkeypatch.setattr(cache, "SWEEP_IDLE_S", 0.2)
+    monkeypatch.setattr(cache, "SWEPT_IMAGES", 3)
+    path = tiny_checkpoints / "digits-dvae-2d.pt"
+    page_done = threading.Event()
+    page = threading.Thread(target=page_done.wait, name="ScriptRunner.scriptThread")  # how Streamlit names a run
+    page.start()
+    try:
+        cache.sweep_true_posteriors([path], "digits", 0)
+        page_done.wait(1.0)  # five times the idle time the sweep waits for
+        assert cache.sweep_progress(path, "digits") == (0, 3)  # nothing computed while the "page" ran
+    finally:
+        page_done.set()
+        page.join()
+    wait_for_sweep(path, "digits")  # and all of it once the page has finished
