@@ -11,7 +11,8 @@ It starts its own ``streamlit run app.py`` on a free loopback port (the shipped 
 * **cold start**: ``streamlit run app.py`` launched → the Home page rendered in the browser (script finished,
   its figure drawn);
 * **first visits**: every page opened in a fresh browser context (no cookies, no cache) on a warm server that
-  has rendered only Home (and finished any background work it started — we wait until the server is idle);
+  has rendered only Home (and finished any background work it started — we wait until the server is idle; on
+  a fresh server that includes the true posteriors of every test image for the shipped 2-D models, ~2 min);
 * **interactions**: for every control of the classroom views, ``--moves`` key presses (a slider: focus its
   thumb and press an arrow key; a number input: type the next value and press Enter), each timed in the page
   from the keydown event to (a) the script run finished (``data-test-script-state`` back to ``notRunning``),
@@ -194,8 +195,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_until_idle(pid: int, window: float = 1.0, threshold: float = 0.05, timeout: float = 120.0) -> float:
-    """Seconds until the process used under ``threshold`` of a core over ``window`` seconds."""
+def wait_until_idle(pid: int, window: float = 5.0, threshold: float = 0.05, timeout: float = 300.0) -> float:
+    """Seconds until the process used under ``threshold`` of a core over ``window`` seconds. The window is longer
+    than the 3 s the Posterior page's background pass waits after the last page run before it starts (app
+    ``ui/cache.py``, ``SWEEP_IDLE_S``), so a pass that is about to start is waited for too."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         before = cpu_seconds(pid)

@@ -576,10 +576,14 @@ def _sweep_loop() -> None:
             while job is None and not _sweep_stop.is_set():
                 _sweep_work.wait()
                 job = _next_sweep_image()
-        while _pages_running() or time.monotonic() - _last_page_seen[0] < SWEEP_IDLE_S:  # a page goes first
-            time.sleep(0.02)
-        if _sweep_stop.is_set():
+        if job is None:  # stopped
             return
+        # A page goes first. The images next to the one shown only wait for its run to end (the step a class takes
+        # next), the others for SWEEP_IDLE_S of quiet; the job is picked again after a wait (the index may move).
+        quiet = 0.0 if abs(job[1] - job[0].centre) <= 1 else SWEEP_IDLE_S
+        if _pages_running() or time.monotonic() - _last_page_seen[0] < quiet:
+            _sweep_stop.wait(0.02)
+            continue
         with _sweeping:
             with _sweep_work:
                 if not any(s is job[0] for s in _sweeps.values()):  # cancelled meanwhile
