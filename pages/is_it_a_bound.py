@@ -164,15 +164,15 @@ def exact_lab() -> None:
         figures.show(densities_chart)
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
                    f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
-    # The same for D (a slider stepped with the arrow keys): the neighbouring widths' exact lab, in the background.
+    # The same for D (a slider stepped with the arrow keys): the neighbouring widths' exact lab and DIWAE estimates.
     previous_width, state["bl_previous_width"] = state.get("bl_previous_width"), width
     if previous_width is not None and previous_width != width:
         for other in (width + 1, width - 1):
             if 1 <= other <= boundlab.MAX_PIXELS:
                 other_x = state.get(f"bl_x{other}")
-                cache.prefetch_boundlab_exact((other, *model_args[1:]),
+                cache.prefetch_boundlab_width((other, *model_args[1:]),
                                               default_x_code(other) if other_x is None else x_code_of(other_x, other),
-                                              noise, level, SWEEP_LEVELS)
+                                              noise, level, SWEEP_LEVELS, num_corruptions, num_samples)
     # Someone stepping M or K (their number inputs step by one) will likely step again: the neighbours' Monte
     # Carlo estimates start now, in the background. Only then: during a ν slide they would take the CPU from it.
     previous_mk, state["bl_previous_mk"] = state.get("bl_previous_mk"), (num_corruptions, num_samples)

@@ -258,6 +258,18 @@ def prefetch_boundlab_exact(model_args: tuple, x_code: int, noise: str, level: f
     _prefetch(("boundlab_exact", *args), boundlab_exact, *args)
 
 
+def prefetch_boundlab_width(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
+                            num_corruptions: int, num_samples: int) -> None:
+    """Start computing what a step of D to this model's width shows: :func:`boundlab_exact` and, unless M = K = 1
+    (exact), the DIWAE estimates at this M and K (~0.1 s each at M = K = 12: a step would wait for them)."""
+    prefetch_boundlab_exact(model_args, x_code, noise, level, levels)
+    if (num_corruptions, num_samples) != (1, 1):
+        point = (model_args, x_code, noise, level, num_corruptions, num_samples)
+        sweep = (model_args, x_code, noise, levels, num_corruptions, num_samples)
+        _prefetch(("diwae_point", *point), _diwae_point, *point)
+        _prefetch(("diwae_sweep", *sweep), _diwae_sweep, *sweep)
+
+
 def prefetch_boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
                             num_corruptions: int, num_samples: int, max_corruptions: int, max_samples: int) -> None:
     """Start estimating :func:`boundlab_diwae` for M ± 1 and K ± 1 (the steps of the lab's number inputs), so that

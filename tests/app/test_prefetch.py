@@ -40,6 +40,26 @@ def test_stepping_m_or_k_finds_the_neighbours_estimates_ready(monkeypatch):
     assert ahead[0]["mean"] == fresh["mean"] and ahead[0]["stderr"] == fresh["stderr"]  # the same estimate
 
 
+def test_stepping_d_finds_the_next_widths_diwae_estimates_ready(monkeypatch):
+    st.cache_data.clear()
+    computed = []
+    point, sweep = boundlab.diwae_expectation, boundlab.diwae_sweep
+    monkeypatch.setattr(boundlab, "diwae_expectation",
+                        lambda *a, **k: computed.append(("point", a[0].num_pixels)) or point(*a, **k))
+    monkeypatch.setattr(boundlab, "diwae_sweep",
+                        lambda *a, **k: computed.append(("sweep", a[0].num_pixels)) or sweep(*a, **k))
+    wider = (4, *MODEL_ARGS[1:])
+    cache.prefetch_boundlab_width(wider, 5, "bit-flip", 0.2, LEVELS, 1, 1)  # M = K = 1: exact, no estimate
+    wait_for_prefetches()
+    assert computed == []
+    cache.prefetch_boundlab_width(wider, 5, "bit-flip", 0.2, LEVELS, 3, 2)
+    wait_for_prefetches()
+    assert sorted(computed) == [("point", 4), ("sweep", 4)]
+    exact, lab_sweep, _ = cache.boundlab_exact(wider, 5, "bit-flip", 0.2, LEVELS)
+    cache.boundlab_diwae(wider, 5, "bit-flip", 0.2, LEVELS, 3, 2, exact=exact, sweep=lab_sweep)
+    assert sorted(computed) == [("point", 4), ("sweep", 4)]  # the step found them
+
+
 def test_a_full_queue_drops_prefetches_instead_of_piling_them_up(monkeypatch):
     monkeypatch.setattr(cache, "_prefetching", {("busy", i) for i in range(cache.MAX_PREFETCH_QUEUE)})
     ran = []
