@@ -110,6 +110,7 @@ def _warm_up() -> None:
     # thread, would inherit it)
     lower_thread_priority(PREFETCH_NICE)
     try:
+        import scipy.ndimage  # noqa: F401 - the Posterior page's density shading (ui/svgplot.py): 0.18 s
         import streamlit.emojis  # noqa: F401 - the first st.warning with an icon imports it: 0.14 s
 
         from dvae_engine import analysis, boundlab, semi_implicit  # noqa: F401 - imported for their import cost

@@ -560,16 +560,22 @@ def _pages_running() -> bool:
     return any(t.name.startswith("ScriptRunner") for t in threading.enumerate())
 
 
+_watching = threading.Event()  # set while the sweep has work: the watcher below runs only then
+
+
 def _watch_pages() -> None:
     """Note when a page last ran, every 20 ms, for the sweep (which cannot look while it computes an image)."""
-    while not _sweep_stop.wait(0.02):
+    while not _sweep_stop.is_set():
+        _watching.wait()
         if _pages_running():
             _last_page_seen[0] = time.monotonic()
+        _sweep_stop.wait(0.02)
 
 
 def _stop_sweep() -> None:
     # at exit, before the interpreter tears down: a daemon thread killed inside torch aborts the process
     _sweep_stop.set()
+    _watching.set()  # let the watcher see the stop
     with _sweep_work:
         _sweep_work.notify_all()
     if _sweeper is not None:
@@ -586,10 +592,14 @@ def _sweep_loop() -> None:
         with _sweep_work:
             job = _next_sweep_image()
             while job is None and not _sweep_stop.is_set():
+                _watching.clear()  # all done: no polling while there is nothing to do
                 _sweep_work.wait()
                 job = _next_sweep_image()
         if job is None:  # stopped
             return
+        if not _watching.is_set():
+            _last_page_seen[0] = time.monotonic()  # not watched meanwhile: assume a page just ran
+            _watching.set()
         # A page goes first. The images next to the one shown only wait for its run to end (the step a class takes
         # next), the others for SWEEP_IDLE_S of quiet; the job is picked again after a wait (the index may move).
         quiet = 0.0 if abs(job[1] - job[0].centre) <= 1 else SWEEP_IDLE_S
