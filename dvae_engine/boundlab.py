@@ -461,12 +461,18 @@ class LabBasis:
     grid_entropy: np.ndarray  # (C,) −∫ q log q as a grid sum (checked against the analytic entropy)
 
 
+def _lab_grid(model: TinyModel, grid: LatentGrid | None, basis: LabBasis | None = None) -> LatentGrid:
+    """The integration grid: the basis's if given, else ``grid`` or the default; checked against the model."""
+    grid = basis.components.grid if basis is not None else grid or latent_grid(model.latent_dim)
+    if grid.latent_dim != model.latent_dim:
+        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    return grid
+
+
 def lab_basis(model: TinyModel, x_code: int, grid: LatentGrid | None = None,
               codes: np.ndarray | None = None) -> LabBasis:
     """:class:`LabBasis` of clean input ``x_code`` for the components ``codes`` (default: all 2^D inputs)."""
-    grid = grid or latent_grid(model.latent_dim)
-    if grid.latent_dim != model.latent_dim:
-        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    grid = _lab_grid(model, grid)
     codes = np.arange(2**model.num_pixels) if codes is None else np.asarray(codes)
     log_joint = model.log_joint(binary_inputs(model.num_pixels)[x_code], grid.points)  # (G,)
     comps = _Components(grid, model.z_loc[codes], model.z_log_var[codes])
@@ -577,9 +583,7 @@ def noise_sweep(
     The per-component grid work is shared by all levels, so a sweep costs
     little more than one level; ``basis`` (:func:`lab_basis` of the same model and x) skips it altogether.
     """
-    grid = basis.components.grid if basis is not None else grid or latent_grid(model.latent_dim)
-    if grid.latent_dim != model.latent_dim:
-        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    grid = _lab_grid(model, grid, basis)
     levels = [float(v) for v in levels]
     weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in levels])  # (R, 2^D)
     out = _exact_rows(model, int(x_code), weights, grid, direct_kl, basis=basis)
@@ -656,9 +660,7 @@ def lab_view(
     what does not move: ``basis`` (:func:`lab_basis` of this model and x) and ``sweep`` (the
     :func:`noise_sweep` over ``levels`` with it); the move then mixes the components for ``level`` alone.
     """
-    grid = basis.components.grid if basis is not None else grid or latent_grid(model.latent_dim)
-    if grid.latent_dim != model.latent_dim:
-        raise ValueError(f"grid is {grid.latent_dim}-D but the model's latent is {model.latent_dim}-D")
+    grid = _lab_grid(model, grid, basis)
     levels = [float(v) for v in levels]
     rows_at = [level] if sweep is not None else [*levels, level]
     weights = np.stack([corruption_weights(model.num_pixels, x_code, noise, v) for v in rows_at])

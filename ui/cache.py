@@ -264,10 +264,16 @@ def prefetch_boundlab_width(model_args: tuple, x_code: int, noise: str, level: f
     (exact), the DIWAE estimates at this M and K (~0.1 s each at M = K = 12: a step would wait for them)."""
     prefetch_boundlab_exact(model_args, x_code, noise, level, levels)
     if (num_corruptions, num_samples) != (1, 1):
-        point = (model_args, x_code, noise, level, num_corruptions, num_samples)
-        sweep = (model_args, x_code, noise, levels, num_corruptions, num_samples)
-        _prefetch(("diwae_point", *point), _diwae_point, *point)
-        _prefetch(("diwae_sweep", *sweep), _diwae_sweep, *sweep)
+        _prefetch_diwae(model_args, x_code, noise, level, levels, num_corruptions, num_samples)
+
+
+def _prefetch_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
+                    num_corruptions: int, num_samples: int) -> None:
+    """Start the two Monte Carlo estimates :func:`boundlab_diwae` needs at this M and K (not M = K = 1: exact)."""
+    point = (model_args, x_code, noise, level, num_corruptions, num_samples)
+    sweep = (model_args, x_code, noise, levels, num_corruptions, num_samples)
+    _prefetch(("diwae_point", *point), _diwae_point, *point)
+    _prefetch(("diwae_sweep", *sweep), _diwae_sweep, *sweep)
 
 
 def prefetch_boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
@@ -277,9 +283,7 @@ def prefetch_boundlab_diwae(model_args: tuple, x_code: int, noise: str, level: f
     for m, k in ((num_corruptions + 1, num_samples), (num_corruptions, num_samples + 1),
                  (num_corruptions - 1, num_samples), (num_corruptions, num_samples - 1)):
         if 1 <= m <= max_corruptions and 1 <= k <= max_samples and (m, k) != (1, 1):
-            point, sweep = (model_args, x_code, noise, level, m, k), (model_args, x_code, noise, levels, m, k)
-            _prefetch(("diwae_point", *point), _diwae_point, *point)
-            _prefetch(("diwae_sweep", *sweep), _diwae_sweep, *sweep)
+            _prefetch_diwae(model_args, x_code, noise, level, levels, m, k)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
