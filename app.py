@@ -18,6 +18,7 @@ st.set_page_config(page_title="DVAE Explorer", page_icon=":material/blur_on:", l
 # 32 ms (p90) with two and one BLAS threads. Training jobs set their own count (dvae_engine.jobs).
 torch.set_num_threads(1)
 boot.one_blas_thread()
+boot.send_replies_at_once()  # once per server: no 40 ms wait for the browser's acknowledgement between replies
 
 # Who is asking: a token in a cookie (never in a URL), the same in every tab of this browser.
 identity.ensure_browser_identity()
