@@ -52,7 +52,7 @@ TARGETS = {"interaction_median_ms": 200, "interaction_p90_ms": 300, "cold_start_
 PAGES = {  # URL path → name, as app.py routes them
     "": "Home", "train": "Train", "bound-vs-m": "Bound vs M", "posterior": "Posterior",
     "reconstructions": "Reconstructions", "samples": "Samples", "is-it-a-bound": "Is it a bound?",
-    "checkpoints": "Checkpoints",
+    "checkpoints": "Checkpoints", "experiments": "Experiments",
 }
 
 # Recorders injected before any page script: websocket traffic, DOM changes (inside plotly charts or not),

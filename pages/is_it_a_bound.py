@@ -6,6 +6,8 @@ Widgets → :mod:`dvae_engine.boundlab` (through the caches in ``ui/cache.py``) 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import streamlit as st
 
@@ -22,6 +24,7 @@ SWEEP_LEVELS = tuple(round(0.05 * i, 2) for i in range(21))
 COUNTER_A_VALUES = tuple(float(a) for a in np.geomspace(2e-4, 0.5, 160))
 ENCODERS = {"linear": "linear in x̃ (random, seeded)", "posterior": "matched to the exact posteriors p(z|x̃)"}
 MAX_M, MAX_K = 20, 50  # the DIWAE number inputs' ranges
+TABS = ("Exact lab", "Real models", "The bridge")  # sections 1–2, 3 and 4; the open one is in the URL
 QUANTITIES = ("log_px", "elbo", "cvae", "dvae_joint", "dvae_independent", "diwae")
 
 
@@ -50,6 +53,49 @@ def randomise_seed() -> None:
     st.session_state["bl_seed"] = int(np.random.default_rng().integers(0, 10_000))
 
 
+class LabSettings(NamedTuple):
+    """The tiny model and corruption that sections 1, 2 and 4 share."""
+
+    model_args: tuple  # (D, latent dimension, seed, encoder, spread, σ): boundlab.tiny_model's arguments
+    x_code: int
+    x_key: str  # the session-state key of the pixel toggles at this D
+    noise: str
+    level: float
+    num_corruptions: int
+    num_samples: int
+
+
+def lab_settings() -> LabSettings:
+    """The lab's settings as its widgets hold them, seeded once from the URL (or the defaults).
+
+    Read before anything is drawn (a fragment rerun starts with the moved widget's new value in session state), so
+    every number and figure is computed first and the widgets and outputs go out together: the browser gets them in
+    one burst and renders the page once (each render of this page costs the browser 15–20 ms on a small CPU). The
+    bridge tab reads the same settings without drawing the lab: widgets not drawn in a run lose their state, and
+    the URL (where the lab writes every setting) seeds them again.
+    """
+    init("bl_D", params.get("D", 4, cast=int, low=1, high=boundlab.MAX_PIXELS))
+    init("bl_L", params.get("L", 1, cast=int, choices=(1, 2)))
+    init("bl_noise", params.get("noise", "bit-flip", choices=boundlab.LAB_NOISES))
+    init("bl_nu", params.get("nu", 0.2, cast=float, low=0.0, high=1.0))
+    init("bl_seed", params.get("seed", 0, cast=int, low=0, high=1_000_000))
+    init("bl_enc", params.get("enc", "linear", choices=tuple(ENCODERS)))
+    init("bl_spread", params.get("spread", 1.5, cast=float, low=0.0, high=4.0))
+    init("bl_sigma", params.get("sigma", 0.5, cast=float, low=0.1, high=2.0))
+    init("bl_M", params.get("M", 1, cast=int, low=1, high=MAX_M))
+    init("bl_K", params.get("K", 1, cast=int, low=1, high=MAX_K))
+    state = st.session_state
+    width = int(state["bl_D"])
+    x_key = f"bl_x{width}"
+    x_text = params.get("x", "10" * 5, cast=str)
+    init(x_key, pixels_on(int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"}
+                          else default_x_code(width), width))
+    model_args = (width, int(state["bl_L"]), int(state["bl_seed"]), state["bl_enc"], float(state["bl_spread"]),
+                  float(state["bl_sigma"]))
+    return LabSettings(model_args, x_code_of(state[x_key], width), x_key, state["bl_noise"], float(state["bl_nu"]),
+                       int(state["bl_M"]), int(state["bl_K"]))
+
+
 st.title("Is it a bound?")
 st.markdown(
     "The paper (Im et al., Eq. 9 / Lemma 1) claims log p(x) ≥ L_dvae ≥ L_cvae, where L_cvae is the ELBO of the "
@@ -69,38 +115,12 @@ st.markdown(
 @st.fragment
 def exact_lab() -> None:
     """Sections 1 and 2: every control here reruns only this function (the numbers are cached per setting)."""
-    init("bl_D", params.get("D", 4, cast=int, low=1, high=boundlab.MAX_PIXELS))
-    init("bl_L", params.get("L", 1, cast=int, choices=(1, 2)))
-    init("bl_noise", params.get("noise", "bit-flip", choices=boundlab.LAB_NOISES))
-    init("bl_nu", params.get("nu", 0.2, cast=float, low=0.0, high=1.0))
-    init("bl_seed", params.get("seed", 0, cast=int, low=0, high=1_000_000))
-    init("bl_enc", params.get("enc", "linear", choices=tuple(ENCODERS)))
-    init("bl_spread", params.get("spread", 1.5, cast=float, low=0.0, high=4.0))
-    init("bl_sigma", params.get("sigma", 0.5, cast=float, low=0.1, high=2.0))
-    init("bl_M", params.get("M", 1, cast=int, low=1, high=MAX_M))
-    init("bl_K", params.get("K", 1, cast=int, low=1, high=MAX_K))
-
-    width = int(st.session_state["bl_D"])
-    x_key = f"bl_x{width}"
-    x_text = params.get("x", "10" * 5, cast=str)
-    init(x_key, pixels_on(int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"}
-                          else default_x_code(width), width))
-
-    # Every number and figure is computed from the settings the widgets hold (a fragment rerun starts with the
-    # moved widget's new value in session state) before anything is drawn, and then the widgets and outputs go
-    # out together: the browser gets them in one burst and renders the page once, not once per batch while the
-    # server is still computing (each render of this page costs the browser 15–20 ms on a small CPU).
+    settings = lab_settings()
+    model_args, x_code, x_key, noise, level, num_corruptions, num_samples = settings
+    width, latent_dim, seed, encoder, spread, sigma = model_args
+    params.put(D=width, L=latent_dim, noise=noise, nu=level, seed=seed, enc=encoder, spread=spread, sigma=sigma,
+               M=num_corruptions, K=num_samples, x=format(x_code, f"0{width}b"))
     state = st.session_state
-    num_pixels, latent_dim, seed, encoder = width, int(state["bl_L"]), int(state["bl_seed"]), state["bl_enc"]
-    spread, sigma, noise, level = float(state["bl_spread"]), float(state["bl_sigma"]), state["bl_noise"], float(
-        state["bl_nu"])
-    num_corruptions, num_samples, x_code = int(state["bl_M"]), int(state["bl_K"]), x_code_of(state[x_key], width)
-    params.put(D=num_pixels, L=latent_dim, noise=noise, nu=level, seed=seed, enc=encoder, spread=spread,
-               sigma=sigma, M=num_corruptions, K=num_samples, x=format(x_code, f"0{width}b"))
-
-    model_args = (num_pixels, latent_dim, seed, encoder, spread, sigma)
-    # section 4 reads the tiny model's settings; a fragment's locals are not visible outside it
-    st.session_state["bl_bridge_settings"] = (model_args, x_code, width, noise, level)
     exact, sweep, densities = cache.boundlab_exact(model_args, x_code, noise, level, SWEEP_LEVELS)
     diwae, diwae_sweep = cache.boundlab_diwae(model_args, x_code, noise, level, SWEEP_LEVELS, num_corruptions,
                                               num_samples, exact, sweep)
@@ -122,8 +142,10 @@ def exact_lab() -> None:
         st.slider("Encoder σ", 0.1, 2.0, step=0.05, key="bl_sigma", disabled=encoder != "linear",
                   help="Narrow, spread-out components make the independent reading exceed log p(x).")
         st.markdown("**Corruption and objective**")
-        st.selectbox("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
-                     help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
+        # a radio, not a selectbox: three short options, all in sight; and the browser loads a selectbox's ~10
+        # script files only for it (this tab has no other), 0.13 s of a first visit of this page on a 2-core machine
+        st.radio("Corruption p(x̃|x)", boundlab.LAB_NOISES, key="bl_noise",
+                 help="; ".join(f"{k}: {v}" for k, v in boundlab.LAB_NOISE_INFO.items()))
         st.slider("Noise level ν", 0.0, 1.0, step=0.01, key="bl_nu")
         st.number_input("DIWAE: corrupted copies M", 1, MAX_M, step=1, key="bl_M")
         st.number_input("DIWAE: samples per copy K", 1, MAX_K, step=1, key="bl_K")
@@ -208,8 +230,6 @@ def exact_lab() -> None:
         counter = cache.boundlab_counterexample(COUNTER_A_VALUES, int(num_corruptions), int(num_samples))
         figures.show(figs.counterexample_figure(counter, float(a)))
 
-
-exact_lab()
 
 # --- (c) on real models ----------------------------------------------------------------------------
 
@@ -321,28 +341,45 @@ def real_models() -> None:
                         st.dataframe(table, key="bl_real_table")
 
 
-real_models()
-
 
 # --- (d) the bridge: L⁽ᴷ⁾ and U⁽ᴷ⁾ ------------------------------------------------------------------
-st.header("4 · The bridge: from the paper's objective to the critique's")
-st.markdown(bridge_view.INTRO)
-with st.expander("The derivations, step by step (docs/semi_implicit.md)"):
-    st.markdown(bridge_view.derivations_markdown())
+def bridge() -> None:
+    """Section 4: the tiny model of section 1 (its settings read from the URL and session state) and a checkpoint."""
+    st.header("4 · The bridge: from the paper's objective to the critique's")
+    st.markdown(bridge_view.INTRO)
+    with st.expander("The derivations, step by step (docs/semi_implicit.md)"):
+        st.markdown(bridge_view.derivations_markdown())
 
-st.subheader("On the tiny model of section 1")
-model_args, x_code, width, noise, level = st.session_state["bl_bridge_settings"]
-st.markdown(f"The same clean x = `{format(x_code, f'0{width}b')}` and corruption ({noise}, ν = {level:g}). "
-            "Dotted: the exact sequences (quadrature over all corrupted inputs); solid with bands: the sampled "
-            "estimators that the real-model part below uses, from 1000 draws of x̃₀..x̃₁₀₂₄ and z.")
-bridge_key = (model_args, x_code, noise, level)
-if st.button("Compute the bridge for this tiny model", key="bl_br_tiny_run", type="primary"):
-    st.session_state["bl_br_tiny"] = bridge_key
-if st.session_state.get("bl_br_tiny") == bridge_key:
-    bridge_view.tiny_model_section(*cache.boundlab_bridge(*bridge_key))
-elif st.session_state.get("bl_br_tiny") is not None:
-    st.info("The settings of section 1 changed: press the button to compute the bridge for them.",
-            icon=":material/refresh:")
+    st.subheader("On the tiny model of section 1 (the exact lab's tab)")
+    settings = lab_settings()
+    model_args, x_code, noise, level, width = (settings.model_args, settings.x_code, settings.noise, settings.level,
+                                               settings.model_args[0])
+    st.markdown(f"The same clean x = `{format(x_code, f'0{width}b')}` and corruption ({noise}, ν = {level:g}). "
+                "Dotted: the exact sequences (quadrature over all corrupted inputs); solid with bands: the sampled "
+                "estimators that the real-model part below uses, from 1000 draws of x̃₀..x̃₁₀₂₄ and z.")
+    bridge_key = (model_args, x_code, noise, level)
+    if st.button("Compute the bridge for this tiny model", key="bl_br_tiny_run", type="primary"):
+        st.session_state["bl_br_tiny"] = bridge_key
+    if st.session_state.get("bl_br_tiny") == bridge_key:
+        bridge_view.tiny_model_section(*cache.boundlab_bridge(*bridge_key))
+    elif st.session_state.get("bl_br_tiny") is not None:
+        st.info("The settings of section 1 (the exact lab) changed: press the button to compute the bridge for them.",
+                icon=":material/refresh:")
 
-st.subheader("On a trained model")
-bridge_view.real_model_section()
+    st.subheader("On a trained model")
+    bridge_view.real_model_section()
+
+
+# Three tabs, and only the open one runs and is sent: the whole page at once (every section's widgets and
+# figures) took the browser ~0.3 s longer to draw on a first visit on this project's 2-core machine. The open tab
+# is in the URL (``section=…``), so a shared link opens the same one.
+lab_tab, real_tab, bridge_tab = st.tabs(TABS, key="section", bind="query-params")
+if lab_tab.open:
+    with lab_tab:
+        exact_lab()
+if real_tab.open:
+    with real_tab:
+        real_models()
+if bridge_tab.open:
+    with bridge_tab:
+        bridge()
