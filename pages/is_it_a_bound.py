@@ -49,6 +49,28 @@ def x_code_of(pixels, width: int) -> int:
     return sum(1 << (width - i) for i in set(pixels))
 
 
+# model_args' fields a step can change: index → (step, lowest, highest), as their widgets allow
+MODEL_STEPS = {0: (1, 1, boundlab.MAX_PIXELS), 2: (1, 0, 1_000_000), 4: (0.1, 0.0, 4.0), 5: (0.05, 0.1, 2.0)}
+
+
+def neighbouring_models(previous: tuple | None, current: tuple) -> list[tuple]:
+    """The models one more step away, if ``current`` differs from ``previous`` in one stepped field: the next in
+    the same direction first, then the one back past ``previous``' side."""
+    changed = [i for i, (a, b) in enumerate(zip(previous or current, current)) if a != b]
+    if len(changed) != 1 or changed[0] not in MODEL_STEPS:
+        return []
+    field = changed[0]
+    step, low, high = MODEL_STEPS[field]
+    direction = 1 if current[field] > previous[field] else -1
+    models = []
+    for sign in (direction, -direction):
+        value = current[field] + sign * step
+        value = round(value, 10) if isinstance(value, float) else value  # as lab_settings reads a float
+        if low <= value <= high:
+            models.append((*current[:field], value, *current[field + 1:]))
+    return models
+
+
 def randomise_seed() -> None:
     st.session_state["bl_seed"] = int(np.random.default_rng().integers(0, 10_000))
 
@@ -90,8 +112,10 @@ def lab_settings() -> LabSettings:
     x_text = params.get("x", "10" * 5, cast=str)
     init(x_key, pixels_on(int(x_text, 2) if len(x_text) == width and set(x_text) <= {"0", "1"}
                           else default_x_code(width), width))
-    model_args = (width, int(state["bl_L"]), int(state["bl_seed"]), state["bl_enc"], float(state["bl_spread"]),
-                  float(state["bl_sigma"]))
+    # rounded to 10 decimals: a slider's 0.55 can arrive as 0.5500000000000002, and the neighbouring model computed
+    # ahead (neighbouring_models) must be found under the same key
+    model_args = (width, int(state["bl_L"]), int(state["bl_seed"]), state["bl_enc"],
+                  round(float(state["bl_spread"]), 10), round(float(state["bl_sigma"]), 10))
     return LabSettings(model_args, x_code_of(state[x_key], width), x_key, state["bl_noise"], float(state["bl_nu"]),
                        int(state["bl_M"]), int(state["bl_K"]))
 
@@ -186,15 +210,15 @@ def exact_lab() -> None:
         figures.show(densities_chart)
         st.caption(f"Orange: the {len(densities['component_weights'])} heaviest corrupted inputs' components "
                    f"p(x̃|x)·q(z|x̃); the others carry total weight {densities['other_weight']:.3g}.")
-    # The same for D (a slider stepped with the arrow keys): the neighbouring widths' exact lab and DIWAE estimates.
-    previous_width, state["bl_previous_width"] = state.get("bl_previous_width"), width
-    if previous_width is not None and previous_width != width:
-        for other in (width + 1, width - 1):
-            if 1 <= other <= boundlab.MAX_PIXELS:
-                other_x = state.get(f"bl_x{other}")
-                cache.prefetch_boundlab_width((other, *model_args[1:]),
-                                              default_x_code(other) if other_x is None else x_code_of(other_x, other),
-                                              noise, level, SWEEP_LEVELS, num_corruptions, num_samples)
+    # Someone stepping a model setting (D, the seed, the encoder's spread or σ: sliders and a number input, stepped
+    # with the arrow keys) will likely step again: the two neighbouring models' exact lab, and their DIWAE estimates
+    # at this M and K, start now in the background, the next step in the same direction first. Only after such a
+    # step: during a ν slide they would take the CPU from it. (At D = 10 a new σ costs ~60 ms of server time.)
+    previous_model, state["bl_previous_model"] = state.get("bl_previous_model"), model_args
+    for other in neighbouring_models(previous_model, model_args):
+        pixels = state.get(f"bl_x{other[0]}")  # the clean x the lab shows at that D (at this D: the one shown)
+        other_x = default_x_code(other[0]) if pixels is None else x_code_of(pixels, other[0])
+        cache.prefetch_boundlab_model(other, other_x, noise, level, SWEEP_LEVELS, num_corruptions, num_samples)
     # Someone stepping M or K (their number inputs step by one) will likely step again: the neighbours' Monte
     # Carlo estimates start now, in the background. Only then: during a ν slide they would take the CPU from it.
     previous_mk, state["bl_previous_mk"] = state.get("bl_previous_mk"), (num_corruptions, num_samples)

@@ -253,15 +253,15 @@ def _workers() -> int:
 
 def prefetch_boundlab_exact(model_args: tuple, x_code: int, noise: str, level: float,
                             levels: tuple[float, ...]) -> None:
-    """Start computing :func:`boundlab_exact` for these settings in the background (a neighbouring D)."""
+    """Start computing :func:`boundlab_exact` for these settings in the background (a neighbouring model)."""
     args = (model_args, x_code, noise, level, levels)
     _prefetch(("boundlab_exact", *args), boundlab_exact, *args)
 
 
-def prefetch_boundlab_width(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
+def prefetch_boundlab_model(model_args: tuple, x_code: int, noise: str, level: float, levels: tuple[float, ...],
                             num_corruptions: int, num_samples: int) -> None:
-    """Start computing what a step of D to this model's width shows: :func:`boundlab_exact` and, unless M = K = 1
-    (exact), the DIWAE estimates at this M and K (~0.1 s each at M = K = 12: a step would wait for them)."""
+    """Start computing what a step to this model (another D, seed, spread or σ) shows: :func:`boundlab_exact` and,
+    unless M = K = 1 (exact), the DIWAE estimates at this M and K (~0.1 s each at M = K = 12: a step would wait)."""
     prefetch_boundlab_exact(model_args, x_code, noise, level, levels)
     if (num_corruptions, num_samples) != (1, 1):
         _prefetch_diwae(model_args, x_code, noise, level, levels, num_corruptions, num_samples)

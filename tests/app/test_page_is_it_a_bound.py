@@ -234,3 +234,41 @@ def test_bridge_section_without_checkpoints(monkeypatch, tmp_path):
     for tab in ("Real models", "The bridge"):
         at = open_page(monkeypatch, empty, tmp_path / "user", {"section": tab})
         assert sum("No checkpoints yet" in i.value for i in at.info) == 1
+
+
+
+def test_a_step_of_a_model_setting_computes_the_next_models_ahead(page, monkeypatch):
+    from ui import cache
+
+    ahead = []
+    monkeypatch.setattr(cache, "prefetch_boundlab_model", lambda model_args, *a: ahead.append(model_args))
+    page.slider(key="bl_sigma").set_value(0.55).run()
+    assert not page.exception
+    # σ 0.5 → 0.55: 0.6 first (the same direction), then 0.5; the other settings as they are
+    assert ahead == [(4, 1, 0, "linear", 1.5, 0.6), (4, 1, 0, "linear", 1.5, 0.5)]
+    ahead.clear()
+    page.slider(key="bl_nu").set_value(0.3).run()  # not a model setting: nothing ahead
+    assert ahead == []
+    page.number_input(key="bl_seed").set_value(1).run()
+    assert ahead == [(4, 1, 2, "linear", 1.5, 0.55), (4, 1, 0, "linear", 1.5, 0.55)]
+    ahead.clear()
+    page.number_input(key="bl_seed").set_value(0).run()
+    assert ahead == [(4, 1, 1, "linear", 1.5, 0.55)]  # seed −1 does not exist
+    ahead.clear()
+    page.slider(key="bl_D").set_value(5).run()  # D: the next widths, each with its own clean x
+    assert ahead == [(6, 1, 0, "linear", 1.5, 0.55), (4, 1, 0, "linear", 1.5, 0.55)]
+
+
+def test_the_next_step_finds_its_model_computed(page, monkeypatch):
+    from dvae_engine import boundlab
+    from ui import cache
+
+    page.slider(key="bl_sigma").set_value(0.55).run()
+    cache._prefetcher.submit(lambda: None).result(timeout=120)  # one thread, in order: everything before has run
+    views = []
+    lab_view = boundlab.lab_view
+    monkeypatch.setattr(boundlab, "lab_view", lambda *a, **k: views.append(a[0]) or lab_view(*a, **k))
+    # a browser's slider can send 0.6000000000000001 for the next step: the page reads it as the model computed ahead
+    page.slider(key="bl_sigma").set_value(0.55 + 0.05).run()
+    assert not page.exception
+    assert views == []

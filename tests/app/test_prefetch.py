@@ -49,10 +49,10 @@ def test_stepping_d_finds_the_next_widths_diwae_estimates_ready(monkeypatch):
     monkeypatch.setattr(boundlab, "diwae_sweep",
                         lambda *a, **k: computed.append(("sweep", a[0].num_pixels)) or sweep(*a, **k))
     wider = (4, *MODEL_ARGS[1:])
-    cache.prefetch_boundlab_width(wider, 5, "bit-flip", 0.2, LEVELS, 1, 1)  # M = K = 1: exact, no estimate
+    cache.prefetch_boundlab_model(wider, 5, "bit-flip", 0.2, LEVELS, 1, 1)  # M = K = 1: exact, no estimate
     wait_for_prefetches()
     assert computed == []
-    cache.prefetch_boundlab_width(wider, 5, "bit-flip", 0.2, LEVELS, 3, 2)
+    cache.prefetch_boundlab_model(wider, 5, "bit-flip", 0.2, LEVELS, 3, 2)
     wait_for_prefetches()
     assert sorted(computed) == [("point", 4), ("sweep", 4)]
     exact, lab_sweep, _ = cache.boundlab_exact(wider, 5, "bit-flip", 0.2, LEVELS)
